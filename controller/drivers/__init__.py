@@ -1,0 +1,1 @@
+"""Switch drivers: one class per southbound protocol, all implementing base.SwitchDriver."""
