@@ -161,3 +161,18 @@ class SwitchDriver(abc.ABC):
 
     @abc.abstractmethod
     def set_event_handler(self, handler: EventHandler) -> None: ...
+
+
+# Extension events (beyond the contract's three): connection and mastership changes, so the
+# controller can retry with backoff and take over as primary.
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    switch: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MastershipChanged:
+    switch: str
+    primary: bool

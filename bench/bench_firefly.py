@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""Firefly receive-path benchmark: scitags-p4's FireflyReceiver vs the reference listener.
+
+Both receivers run in their own process pinned to one core (CPU 0); a sender process
+pinned to the other core sends real UDP datagrams on loopback. The corpus is built the
+way the reference sender (PyPI `scitags`, backends/udp_firefly.py) builds fireflies,
+with a distinct flow (addresses, ports) in every datagram.
+
+Per receiver:
+  * capacity: the sender sends as fast as it can for a few seconds; fireflies accepted
+    per second between the first and the last one delivered (parse + validate + deliver);
+  * ladder: paced offered rates, stepping up until the first loss; the stated rate is the
+    highest offered rate with zero loss at it and at every lower step.
+
+The reference listener (scitags.plugins.firefly.run) is driven the way flowd runs it: its
+ThreadedUDPServer and handler unchanged, stdout to /dev/null (the handler prints every
+datagram), and a counting queue standing in for flowd's PubSubQueue (cheaper than the
+real multiprocessing queue, so the comparison favours the reference).
+
+Prints the figures and writes them as JSON to --out (default bench-results/firefly.json).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET_RATE = 20_000  # fireflies/s the issue asks for
+TARGET_RATIO = 5.0  # times the reference
+CORPUS_SIZE = 16_384  # distinct flows: defeats any per-address cache in the receivers
+OUR_LADDER = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 100_000]
+REF_LADDER = [500, 1_000, 2_000, 3_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000]
+RECEIVER_CPU, SENDER_CPU = 0, 1
+
+
+def _pin(cpu: int) -> bool:
+    try:
+        if len(os.sched_getaffinity(0)) > 1:
+            os.sched_setaffinity(0, {cpu})
+            return True
+    except (AttributeError, OSError):
+        pass
+    return False
+
+
+@contextlib.contextmanager
+def _reference_config(port: int):
+    """scitags.config reads /etc/flowd/flowd.cfg at import; point it at a temporary one."""
+    import scitags.settings
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as fh:
+        fh.write(f"PLUGIN = 'firefly'\nBACKEND = 'udp_firefly'\n"
+                 f"FIREFLY_LISTENER_HOST = '127.0.0.1'\nFIREFLY_LISTENER_PORT = {port}\n")
+    scitags.settings.CONFIG_PATH = fh.name
+    try:
+        import scitags.config  # noqa: F401  (executes the config file)
+        yield
+    finally:
+        os.unlink(fh.name)
+
+
+def build_corpus(n: int, seed: int = 20251125) -> list[bytes]:
+    """Fireflies built by the reference sender's own code (firefly_json + its syslog header)."""
+    import scitags
+    # Without pyroute2 its optional netlink module calls sys.exit(); None in sys.modules
+    # makes the import fail the way udp_firefly's try/except ImportError expects.
+    sys.modules.setdefault("scitags.netlink.cache", None)
+    with _reference_config(0):
+        from scitags.backends import udp_firefly as ref
+    rng = random.Random(seed)
+    now = dt.datetime.now(dt.timezone.utc)
+    corpus = []
+    for i in range(n):
+        if i % 2:
+            src = str(ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(96)))
+            dst = str(ipaddress.IPv6Address((0x20010DB8 << 96) | rng.getrandbits(96)))
+        else:
+            src = str(ipaddress.IPv4Address((10 << 24) | rng.getrandbits(24)))
+            dst = str(ipaddress.IPv4Address((10 << 24) | rng.getrandbits(24)))
+        state = ("start", "ongoing", "end")[i % 3]
+        start = (now - dt.timedelta(seconds=rng.randrange(1, 3600))).isoformat()
+        flow = scitags.FlowID(state, "tcp", src, rng.randrange(1024, 65536), dst,
+                              rng.choice([1094, 443, 2811]), rng.randrange(1, 15),
+                              rng.randrange(1, 25), start, now.isoformat() if state == "end" else None)
+        doc = ref.firefly_json(flow, {"experiments": {}, "activities": {}}, None, {})
+        header = "<{}>{} {} {} {} {} {} {} ".format(
+            ref.SYSLOG_PRIORITY, ref.SYSLOG_VERSION, dt.datetime.utcnow().isoformat() + "+00:00",
+            ref.SYSLOG_HOSTNAME, ref.SYSLOG_APP_NAME, ref.SYSLOG_PROCID, ref.SYSLOG_MSGID,
+            ref.SYSLOG_STRUCT_DATA)
+        corpus.append((header + json.dumps(doc)).encode("utf-8"))
+    return corpus
+
+
+class _Tally:
+    """Deliveries per measurement step: count and first/last delivery time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.count, self.first, self.last = 0, 0.0, 0.0
+
+    def hit(self) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.count += 1
+        self.last = now
+
+    def snapshot(self) -> tuple[int, float, float]:
+        return self.count, self.first, self.last
+
+
+def _serve(conn, tally: _Tally, extra=lambda: {}) -> None:
+    while True:
+        cmd = conn.recv()
+        if cmd == "reset":
+            tally.reset()
+            conn.send(True)
+        elif cmd == "snapshot":
+            conn.send((*tally.snapshot(), extra()))
+        else:
+            return
+
+
+def ours_process(conn) -> None:
+    pinned = _pin(RECEIVER_CPU)
+    from scitags_core.firefly_receiver import FireflyReceiver
+    tally = _Tally()
+    receiver = FireflyReceiver(port=0, host="127.0.0.1")
+    receiver.subscribe(lambda record, peer: tally.hit())
+    receiver.start()
+    conn.send((receiver.address, pinned))
+    try:
+        _serve(conn, tally, lambda: receiver.counters().as_dict())
+    finally:
+        receiver.stop()
+
+
+def reference_process(conn, port: int) -> None:
+    pinned = _pin(RECEIVER_CPU)
+    devnull = open(os.devnull, "w")
+    sys.stdout = devnull  # flowd runs as a daemon; its handler print()s every datagram
+    with _reference_config(port):
+        from scitags.config import config
+        from scitags.plugins import firefly as ref_listener
+    # The corpus builder may have imported scitags.config before the fork.
+    config.update(FIREFLY_LISTENER_HOST="127.0.0.1", FIREFLY_LISTENER_PORT=port)
+    tally = _Tally()
+
+    class CountingQueue:  # stands in for flowd's PubSubQueue
+        def put(self, flow_id: Any) -> None:
+            with tally.lock:
+                tally.hit()
+
+    term = threading.Event()
+    server = threading.Thread(target=ref_listener.run, args=(CountingQueue(), term, None), daemon=True)
+    server.start()
+    time.sleep(0.5)  # run() binds in its own thread
+    conn.send((("127.0.0.1", port), pinned))
+    try:
+        _serve(conn, tally)
+    finally:
+        term.set()
+
+
+def sender_process(conn, corpus: list[bytes]) -> None:
+    _pin(SENDER_CPU)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    sendto, n = sock.sendto, len(corpus)
+    while True:
+        cmd = conn.recv()
+        if cmd is None:
+            return
+        address, rate, duration = cmd
+        sent, start = 0, time.perf_counter()
+        if rate is None:  # as fast as possible
+            deadline = start + duration
+            while time.perf_counter() < deadline:
+                for _ in range(256):
+                    sendto(corpus[sent % n], address)
+                    sent += 1
+        else:
+            total = int(rate * duration)
+            while sent < total:
+                due = min(total, int((time.perf_counter() - start) * rate) + 1)
+                while sent < due:
+                    sendto(corpus[sent % n], address)
+                    sent += 1
+                time.sleep(0.0002)
+        conn.send((sent, time.perf_counter() - start))
+
+
+class Bench:
+    def __init__(self, corpus: list[bytes]) -> None:
+        ctx = mp.get_context("fork")
+        self.ctx = ctx
+        self.sender_conn, child = ctx.Pipe()
+        self.sender = ctx.Process(target=sender_process, args=(child, corpus), daemon=True)
+        self.sender.start()
+
+    def close(self) -> None:
+        self.sender_conn.send(None)
+        self.sender.join(5)
+
+    def _settle(self, conn) -> tuple[int, float, float, dict]:
+        """Wait until deliveries stop growing, then return the snapshot."""
+        last = None
+        for _ in range(100):
+            time.sleep(0.15)
+            conn.send("snapshot")
+            snap = conn.recv()
+            if last is not None and snap[0] == last[0]:
+                return snap
+            last = snap
+        return last
+
+    def step(self, conn, address, rate: int | None, duration: float) -> dict[str, Any]:
+        conn.send("reset")
+        conn.recv()
+        self.sender_conn.send((address, rate, duration))
+        sent, send_time = self.sender_conn.recv()
+        delivered, first, last, extra = self._settle(conn)
+        span = last - first
+        result = {"offered_per_s": rate if rate is not None else round(sent / send_time),
+                  "sent": sent, "delivered": delivered, "lost": sent - delivered,
+                  "loss_pct": round(100.0 * (sent - delivered) / sent, 3) if sent else 0.0,
+                  "delivered_per_s": round(delivered / span) if span > 0 else None}
+        if extra:
+            result["rejected"] = extra.get("rejected_total")
+        return result
+
+    def run_receiver(self, name: str, target, args: tuple, ladder: list[int], step_s: float,
+                     capacity_s: float) -> dict[str, Any]:
+        conn, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=target, args=(child, *args), daemon=True)
+        proc.start()
+        address, pinned = conn.recv()
+        try:
+            capacity = [self.step(conn, address, None, capacity_s) for _ in range(2)]
+            steps, stated = [], 0
+            for rate in ladder:
+                result = self.step(conn, address, rate, step_s)
+                steps.append(result)
+                print(f"  {name:9s} offered {rate:>7,}/s  delivered {result['delivered']:>7,}"
+                      f"/{result['sent']:<7,} lost {result['lost']:>6,}", flush=True)
+                if result["lost"]:
+                    break
+                stated = rate
+        finally:
+            conn.send("stop")
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        best = max(capacity, key=lambda c: c["delivered_per_s"] or 0)
+        return {"pinned_to_one_core": pinned, "capacity": capacity,
+                "capacity_per_s": best["delivered_per_s"], "ladder": steps,
+                "max_zero_loss_rate_per_s": stated,
+                "loss_at_stated_rate": next((s["lost"] for s in steps
+                                             if s["offered_per_s"] == stated), None)}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="bench-results/firefly.json", help="JSON results path")
+    parser.add_argument("--step-seconds", type=float, default=2.0, help="duration of a ladder step")
+    parser.add_argument("--quick", action="store_true", help="short steps (smoke test, not figures)")
+    args = parser.parse_args(argv)
+    step_s = 0.5 if args.quick else args.step_seconds
+    capacity_s = 0.5 if args.quick else 2.0
+    started = time.monotonic()
+
+    corpus = build_corpus(2_048 if args.quick else CORPUS_SIZE)
+    bench = Bench(corpus)
+    try:
+        print("scitags-p4 FireflyReceiver (one core):", flush=True)
+        ours = bench.run_receiver("ours", ours_process, (), OUR_LADDER, step_s, capacity_s)
+        print("reference scitags 1.1.7 firefly listener (one core):", flush=True)
+        ref = bench.run_receiver("reference", reference_process, (_free_port(),), REF_LADDER,
+                                 step_s, capacity_s)
+    finally:
+        bench.close()
+
+    ratio = (ours["capacity_per_s"] / ref["capacity_per_s"]) if ref["capacity_per_s"] else None
+    results = {
+        "benchmark": "firefly receive path (real UDP on 127.0.0.1, parse + validate + deliver)",
+        "unit": "fireflies per second",
+        "corpus": {"datagrams": len(corpus), "mean_bytes": round(sum(map(len, corpus)) / len(corpus)),
+                   "built_by": "scitags 1.1.7 udp_firefly.firefly_json + its syslog header"},
+        "ours": ours, "reference": ref,
+        "capacity_ratio_vs_reference": round(ratio, 2) if ratio else None,
+        "target_per_s": TARGET_RATE, "target_ratio": TARGET_RATIO,
+        "meets_target": bool(ours["capacity_per_s"] and ours["capacity_per_s"] >= TARGET_RATE
+                             and ours["max_zero_loss_rate_per_s"] >= TARGET_RATE),
+        "meets_ratio": bool(ratio and ratio >= TARGET_RATIO),
+        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                        "machine": platform.machine()},
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    print()
+    print(f"capacity   ours {ours['capacity_per_s']:>8,}/s   reference {ref['capacity_per_s']:>8,}/s"
+          f"   ratio {results['capacity_ratio_vs_reference']}x")
+    print(f"zero-loss  ours {ours['max_zero_loss_rate_per_s']:>8,}/s   reference "
+          f"{ref['max_zero_loss_rate_per_s']:>8,}/s   (loss at that rate: {ours['loss_at_stated_rate']} "
+          f"/ {ref['loss_at_stated_rate']})")
+    print(f"target {TARGET_RATE:,}/s and {TARGET_RATIO}x: "
+          f"{'met' if results['meets_target'] and results['meets_ratio'] else 'NOT met'}"
+          f"   ({results['wall_seconds']} s)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The cost of scitag processing: packets per second through a switch running
+p4src/v1model/scitags.p4 versus the same switch running a minimal L2 program
+(bench/programs/l2_minimal.p4), same harness, same run.
+
+Targets: BMv2 simple_switch_grpc when installed, and the built-in target. Frames are
+flow-labelled IPv6/TCP (the scitags program classifies and counts every one). A sender
+blasts N frames into port 1 over a veth; the rate is frames received on port 2 over the
+time between the first and the last one. Needs root (veths).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scapy.layers.inet import TCP  # noqa: E402
+from scapy.layers.inet6 import IPv6  # noqa: E402
+from scapy.layers.l2 import Ether  # noqa: E402
+from scapy.packet import Raw  # noqa: E402
+
+from controller.drivers.base import TagRule  # noqa: E402
+from controller.drivers.p4runtime import P4RuntimeDriver  # noqa: E402
+from scitags_core.flowlabel import encode_label  # noqa: E402
+from tests.conftest import BMV2_BIN, HAVE_BMV2, HAVE_P4C, P4_BUILD, P4C_BIN  # noqa: E402
+from tests.p4.dataplane import (CPU_PORT, VethPorts, free_tcp_port, switch_command,  # noqa: E402
+                                wait_for_port)
+
+H1, H2 = "00:00:00:00:01:01", "00:00:00:00:01:02"
+
+
+def frame(size: int) -> bytes:
+    pkt = (Ether(src=H1, dst=H2) / IPv6(src="2001:db8::1", dst="2001:db8::2",
+                                        fl=encode_label(3, 14, entropy=5))
+           / TCP(sport=40000, dport=5201, flags="A"))
+    return bytes(pkt / Raw(b"\0" * max(0, size - len(pkt))))
+
+
+def measure(ports: VethPorts, data: bytes, count: int) -> dict:
+    received: list[float] = []
+    done = threading.Event()
+
+    def receiver() -> None:
+        idle_since = time.monotonic()
+        while not done.is_set() or time.monotonic() - idle_since < 1.0:
+            got = ports.receive(timeout=0.2, ports=[2])[2]
+            now = time.monotonic()
+            if got:
+                received.extend([now] * len(got))
+                idle_since = now
+            elif time.monotonic() - idle_since > 3.0:
+                break
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    for _ in range(count):
+        try:
+            ports.send(1, data)
+        except BlockingIOError:
+            time.sleep(0.0005)
+    done.set()
+    t.join()
+    n = len(received)
+    span = (received[-1] - received[0]) if n > 1 else 0.0
+    return {"sent": count, "received": n, "loss": round(1 - n / count, 4),
+            "pps": round(n / span) if span > 0 else 0}
+
+
+def run(kind: str, program: str, json_path: pathlib.Path | None, size: int, count: int) -> dict:
+    ports = VethPorts([1, 2], tag=f"bp{kind[0]}")
+    ports.create()
+    grpc_port = free_tcp_port()
+    cmd = switch_command(kind, ports, grpc_port, json_path=str(json_path) if json_path else None)
+    if kind == "bmv2":
+        cmd.insert(1, "--log-level")
+        cmd.insert(2, "off")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = None
+    try:
+        wait_for_port(grpc_port, proc)
+        if program == "scitags":
+            driver = P4RuntimeDriver("bench", 1, f"127.0.0.1:{grpc_port}",
+                                     P4_BUILD / "scitags.p4info.txtpb", P4_BUILD / "scitags.json",
+                                     cpu_port=CPU_PORT)
+            driver.connect()
+            driver.ensure_pipeline()
+            driver.set_forwarding({H1: 1, H2: 2}, [1, 2], CPU_PORT, None)
+            driver.sync_tags([TagRule(1, 3, 14), TagRule(2, 3, None)])
+        time.sleep(0.5)
+        ports.drain()
+        result = measure(ports, frame(size), count)
+    finally:
+        if driver is not None:
+            driver.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        ports.destroy()
+    return {"target": kind, "program": program, "frame_bytes": size, **result}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="bench-results/p4program.json")
+    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=100)
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = None
+        if HAVE_P4C:
+            baseline = pathlib.Path(tmp) / "l2_minimal.json"
+            subprocess.run([P4C_BIN, "--std", "p4-16", "--arch", "v1model", "-o", str(baseline),
+                            str(ROOT / "bench/programs/l2_minimal.p4")], check=True)
+        targets = (["bmv2"] if HAVE_BMV2 else []) + ["soft"]
+        for kind in targets:
+            for program, path in (("l2_minimal", baseline), ("scitags", None)):
+                if program == "l2_minimal" and path is None:
+                    continue
+                count = args.count if kind == "bmv2" else min(args.count, 10000)
+                r = run(kind, program, path, args.size, count)
+                results.append(r)
+                print(f"{kind:5} {program:10} {r['frame_bytes']}B frames: {r['pps']:>8} pps "
+                      f"(sent {r['sent']}, received {r['received']}, loss {r['loss']:.1%})",
+                      flush=True)
+    figures = {"results": results, "bmv2": BMV2_BIN if HAVE_BMV2 else None}
+    for kind in ("bmv2", "soft"):
+        by = {r["program"]: r["pps"] for r in results if r["target"] == kind}
+        if by.get("l2_minimal") and by.get("scitags"):
+            figures[f"{kind}_scitags_cost"] = round(1 - by["scitags"] / by["l2_minimal"], 3)
+            print(f"{kind}: scitags.p4 forwards at {by['scitags'] / by['l2_minimal']:.0%} "
+                  f"of the minimal L2 program's rate")
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

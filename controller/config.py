@@ -1,0 +1,158 @@
+"""Controller settings: YAML file (--config) overlaid by command-line options.
+
+Example (every key optional):
+```yaml
+switch: soft                 # bmv2 | soft: which target to launch when a switch is not running
+grpc_addr: 127.0.0.1:9559    # without a topology: the one switch to manage
+device_id: 1
+cpu_port: 255
+topology: topologies/line.yaml
+registry: /path/api.json     # or https://www.scitags.org/api.json; default: the persisted active one
+registry_refresh_s: 0        # refresh from `registry` every N s (0 = only at start / on request)
+launch: auto                 # auto (start a switch that is not listening) | never | always
+p4info: p4src/build/v1model/scitags.p4info.txtpb
+device_config: p4src/build/v1model/scitags.json
+state_dir: /var/lib/scitags-p4     # SQLite database and switch logs
+api: 127.0.0.1:9180
+poll_interval_s: 2
+election_id: null            # default: earlier-started controllers win (primary/backup)
+tls: {cacert: ca.pem, cert: client.pem, key: client.key}
+mirror: ["cms", "atlas/perfSONAR"]   # tags whose traffic is copied to the monitor port
+firefly:
+  listen: "0.0.0.0:10514"    # UDP receiver; null = only fireflies seen in band (packet-ins)
+  accept_sources: ["10.0.0.0/8", "2001:db8::/32"]   # empty = any sender
+  require_endpoint: true
+  rate_per_source: 50
+  burst: 100
+  max_flows: 60000
+  when_full: refuse-new      # or evict-oldest
+  idle_timeout_s: 120
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.firefly_policy import PolicyConfig
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_P4INFO = REPO / "p4src/build/v1model/scitags.p4info.txtpb"
+DEFAULT_DEVICE_CONFIG = REPO / "p4src/build/v1model/scitags.json"
+SWITCH_KINDS = ("bmv2", "soft")
+LAUNCH_MODES = ("auto", "never", "always")
+
+
+class ConfigError(ValueError):
+    """Unusable settings; the message names the file/option and the cause."""
+
+
+@dataclass
+class TLSConfig:
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass
+class ControllerConfig:
+    switch: str = "soft"
+    grpc_addr: str = "127.0.0.1:9559"
+    device_id: int = 1
+    cpu_port: int = 255
+    topology: str | None = None
+    registry: str | None = None
+    registry_refresh_s: float = 0.0
+    launch: str = "auto"
+    p4info: str = str(DEFAULT_P4INFO)
+    device_config: str = str(DEFAULT_DEVICE_CONFIG)
+    state_dir: str | None = None
+    api: str = "127.0.0.1:9180"
+    poll_interval_s: float = 2.0
+    election_id: int | None = None
+    tls: TLSConfig | None = None
+    mirror: list[str] = field(default_factory=list)
+    firefly_listen: str | None = "0.0.0.0:10514"
+    firefly: PolicyConfig = field(default_factory=PolicyConfig)
+    switch_binary: str | None = None  # override the launched executable
+
+    def validate(self) -> None:
+        if self.switch not in SWITCH_KINDS:
+            raise ConfigError(f"switch {self.switch!r} is not one of {', '.join(SWITCH_KINDS)}")
+        if self.launch not in LAUNCH_MODES:
+            raise ConfigError(f"launch {self.launch!r} is not one of {', '.join(LAUNCH_MODES)}")
+        for what, addr in (("grpc_addr", self.grpc_addr), ("api", self.api)):
+            split_addr(addr, what)
+        if self.firefly_listen:
+            split_addr(self.firefly_listen, "firefly.listen")
+        if self.poll_interval_s <= 0:
+            raise ConfigError("poll_interval_s must be positive")
+        try:
+            self.firefly.validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def split_addr(addr: str, what: str = "address") -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} {addr!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> ControllerConfig:
+    """Settings from the YAML file at `path` (if any), then non-None `overrides`."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = dict(loaded or {})
+    where = path or "command line"
+    cfg = ControllerConfig()
+    ff = data.pop("firefly", None) or {}
+    if not isinstance(ff, dict):
+        raise ConfigError(f"{where}: firefly must be a mapping")
+    if "listen" in ff:
+        cfg.firefly_listen = ff.pop("listen")
+    names = {f.name for f in fields(PolicyConfig)}
+    unknown = set(ff) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown firefly key(s): {', '.join(sorted(unknown))}")
+    cfg.firefly = PolicyConfig(**ff)
+    tls = data.pop("tls", None)
+    if tls is not None:
+        if not isinstance(tls, dict) or set(tls) - {"cacert", "cert", "key"}:
+            raise ConfigError(f"{where}: tls must be a mapping with cacert, cert, key")
+        cfg.tls = TLSConfig(**tls)
+    top = {f.name for f in fields(ControllerConfig)} - {"firefly", "tls", "firefly_listen"}
+    unknown = set(data) - top
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+    for key, value in data.items():
+        setattr(cfg, key, value)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.startswith("firefly."):
+            setattr(cfg.firefly, key.split(".", 1)[1], value)
+        elif key == "firefly_listen":
+            cfg.firefly_listen = None if value in ("", "none", "off") else value
+        else:
+            setattr(cfg, key, value)
+    if path:
+        base = Path(path).resolve().parent
+        for key in ("topology", "p4info", "device_config", "state_dir"):
+            value = getattr(cfg, key)
+            if key in data and value and not Path(value).is_absolute() and (base / value).exists():
+                setattr(cfg, key, str(base / value))
+    cfg.validate()
+    return cfg

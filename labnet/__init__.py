@@ -1,0 +1,1 @@
+"""Mininet labs for scitags-p4: topology files -> hosts, P4 target switches, cleanup."""
