@@ -43,8 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TARGET_RATE = 20_000  # fireflies/s the issue asks for
 TARGET_RATIO = 5.0  # times the reference
 CORPUS_SIZE = 16_384  # distinct flows: defeats any per-address cache in the receivers
-OUR_LADDER = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 100_000]
-REF_LADDER = [500, 1_000, 2_000, 3_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000]
+OUR_LADDER = [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 160_000, 200_000]
+REF_LADDER = [2_000, 4_000, 8_000, 12_000, 16_000, 20_000, 24_000, 32_000, 48_000]
+REFINE_STEPS = 2  # bisections between the last lossless and the first lossy rate
 RECEIVER_CPU, SENDER_CPU = 0, 1
 
 
@@ -253,27 +254,55 @@ class Bench:
         proc.start()
         address, pinned = conn.recv()
         try:
-            capacity = [self.step(conn, address, None, capacity_s) for _ in range(2)]
-            steps, stated = [], 0
-            for rate in ladder:
+            capacity = self.step(conn, address, None, capacity_s)
+            print(f"  {name:9s} overload: sent {capacity['sent']:>9,} in {capacity_s} s, "
+                  f"delivered {capacity['delivered_per_s'] or 0:>7,}/s", flush=True)
+            steps: list[dict[str, Any]] = []
+            stated, lossy = 0, None
+
+            def measure(rate: int) -> bool:
                 result = self.step(conn, address, rate, step_s)
                 steps.append(result)
                 print(f"  {name:9s} offered {rate:>7,}/s  delivered {result['delivered']:>7,}"
                       f"/{result['sent']:<7,} lost {result['lost']:>6,}", flush=True)
-                if result["lost"]:
+                return result["lost"] == 0
+
+            for rate in ladder:
+                if not measure(rate):
+                    lossy = rate
                     break
                 stated = rate
+            for _ in range(REFINE_STEPS if lossy else 0):
+                middle = (stated + lossy) // 2 // 500 * 500
+                if middle <= stated:
+                    break
+                if measure(middle):
+                    stated = middle
+                else:
+                    lossy = middle
         finally:
             conn.send("stop")
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
-        best = max(capacity, key=lambda c: c["delivered_per_s"] or 0)
-        return {"pinned_to_one_core": pinned, "capacity": capacity,
-                "capacity_per_s": best["delivered_per_s"], "ladder": steps,
+        # Throughput while overloaded: lossy ladder steps and the flat-out run.
+        saturated = [s["delivered_per_s"] or 0 for s in [*steps, capacity] if s["lost"]]
+        lower = [s for s in steps if s["offered_per_s"] <= stated]
+        return {"pinned_to_one_core": pinned,
                 "max_zero_loss_rate_per_s": stated,
                 "loss_at_stated_rate": next((s["lost"] for s in steps
-                                             if s["offered_per_s"] == stated), None)}
+                                             if s["offered_per_s"] == stated), None),
+                "loss_below_stated_rate": sum(s["lost"] for s in lower),
+                "saturation_per_s": max(saturated) if saturated else None,
+                "overload": capacity, "ladder": steps}
+
+
+def _has_orjson() -> bool:
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -285,11 +314,11 @@ def _free_port() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench-results/firefly.json", help="JSON results path")
-    parser.add_argument("--step-seconds", type=float, default=2.0, help="duration of a ladder step")
+    parser.add_argument("--step-seconds", type=float, default=1.5, help="duration of a ladder step")
     parser.add_argument("--quick", action="store_true", help="short steps (smoke test, not figures)")
     args = parser.parse_args(argv)
     step_s = 0.5 if args.quick else args.step_seconds
-    capacity_s = 0.5 if args.quick else 2.0
+    capacity_s = 0.5 if args.quick else 1.5
     started = time.monotonic()
 
     corpus = build_corpus(2_048 if args.quick else CORPUS_SIZE)
@@ -303,29 +332,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.close()
 
-    ratio = (ours["capacity_per_s"] / ref["capacity_per_s"]) if ref["capacity_per_s"] else None
+    def ratio(key: str) -> float | None:
+        return round(ours[key] / ref[key], 2) if ours.get(key) and ref.get(key) else None
+
     results = {
         "benchmark": "firefly receive path (real UDP on 127.0.0.1, parse + validate + deliver)",
-        "unit": "fireflies per second",
+        "unit": "fireflies per second, receiver pinned to one core",
         "corpus": {"datagrams": len(corpus), "mean_bytes": round(sum(map(len, corpus)) / len(corpus)),
                    "built_by": "scitags 1.1.7 udp_firefly.firefly_json + its syslog header"},
         "ours": ours, "reference": ref,
-        "capacity_ratio_vs_reference": round(ratio, 2) if ratio else None,
+        "ratio_zero_loss_rate": ratio("max_zero_loss_rate_per_s"),
+        "ratio_saturation": ratio("saturation_per_s"),
         "target_per_s": TARGET_RATE, "target_ratio": TARGET_RATIO,
-        "meets_target": bool(ours["capacity_per_s"] and ours["capacity_per_s"] >= TARGET_RATE
-                             and ours["max_zero_loss_rate_per_s"] >= TARGET_RATE),
-        "meets_ratio": bool(ratio and ratio >= TARGET_RATIO),
+        "meets_target": ours["max_zero_loss_rate_per_s"] >= TARGET_RATE
+        and ours["loss_below_stated_rate"] == 0,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                        "machine": platform.machine()},
+                        "machine": platform.machine(),
+                        "orjson": _has_orjson()},
         "wall_seconds": round(time.monotonic() - started, 1),
     }
+    results["meets_ratio"] = bool(results["ratio_zero_loss_rate"]
+                                  and results["ratio_zero_loss_rate"] >= TARGET_RATIO)
     print()
-    print(f"capacity   ours {ours['capacity_per_s']:>8,}/s   reference {ref['capacity_per_s']:>8,}/s"
-          f"   ratio {results['capacity_ratio_vs_reference']}x")
-    print(f"zero-loss  ours {ours['max_zero_loss_rate_per_s']:>8,}/s   reference "
-          f"{ref['max_zero_loss_rate_per_s']:>8,}/s   (loss at that rate: {ours['loss_at_stated_rate']} "
-          f"/ {ref['loss_at_stated_rate']})")
-    print(f"target {TARGET_RATE:,}/s and {TARGET_RATIO}x: "
+    print(f"zero-loss rate  ours {ours['max_zero_loss_rate_per_s']:>8,}/s   reference "
+          f"{ref['max_zero_loss_rate_per_s']:>8,}/s   ratio {results['ratio_zero_loss_rate']}x   "
+          f"(loss at/below it: {ours['loss_below_stated_rate']} / {ref['loss_below_stated_rate']})")
+    print(f"saturation      ours {ours['saturation_per_s'] or 0:>8,}/s   reference "
+          f"{ref['saturation_per_s'] or 0:>8,}/s   ratio {results['ratio_saturation']}x")
+    print(f"target {TARGET_RATE:,}/s with zero loss and {TARGET_RATIO}x the reference: "
           f"{'met' if results['meets_target'] and results['meets_ratio'] else 'NOT met'}"
           f"   ({results['wall_seconds']} s)")
     out = Path(args.out)

@@ -39,7 +39,10 @@ class PolicyConfig:
 
     def validate(self) -> None:
         for p in self.accept_sources:
-            ipaddress.ip_network(p, strict=False)
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"firefly.accept_sources: {exc}") from None
         if self.when_full not in WHEN_FULL:
             raise ValueError(f"firefly.when_full {self.when_full!r} is not one of {', '.join(WHEN_FULL)}")
         if self.rate_per_source <= 0 or self.burst < 1 or self.max_flows < 1 or self.idle_timeout_s <= 0:
@@ -100,15 +103,22 @@ class FireflyPolicy:
             bucket[0] = tokens - 1
             return True
 
-    def check(self, sender: str, endpoints: Iterable[str], is_new_flow: bool,
-              installed: int, oldest: object | None = None, now: float | None = None) -> Decision:
-        """Decide on one parsed firefly from `sender` about a flow between `endpoints`."""
-        now = time.monotonic() if now is None else now
+    def check_sender(self, sender: str, endpoints: Iterable[str]) -> Decision:
+        """Source prefix and endpoint checks only (an `end` firefly creates no state)."""
         if not self.source_allowed(sender):
             return self.refuse("source-not-accepted", sender)
         if self.config.require_endpoint and _norm(sender) not in {_norm(e) for e in endpoints}:
             return self.refuse("sender-not-endpoint", sender,
                                f"sender is neither endpoint {' / '.join(map(str, endpoints))}")
+        return Decision(True)
+
+    def check(self, sender: str, endpoints: Iterable[str], is_new_flow: bool,
+              installed: int, oldest: object | None = None, now: float | None = None) -> Decision:
+        """Decide on one parsed firefly from `sender` about a flow between `endpoints`."""
+        now = time.monotonic() if now is None else now
+        first = self.check_sender(sender, endpoints)
+        if not first.accepted:
+            return first
         if not self._take_token(sender, now):
             return self.refuse("rate-limited", sender)
         if is_new_flow and installed >= self.config.max_flows:

@@ -172,9 +172,10 @@ class ManagedP4RuntimeClient(P4RuntimeClient):
         self.is_primary = primary
         self.primary_election_id = (arb.election_id.high, arb.election_id.low)
         with self._arbitration:
+            initial = not self._arbitration_seen
             self._arbitration_seen = True
             self._arbitration.notify_all()
-        if changed and self.on_mastership is not None:
+        if changed and not initial and self.on_mastership is not None:
             self.on_mastership(primary)
 
     def handshake(self) -> None:

@@ -7,6 +7,7 @@ and writes them with raw sockets (in the root namespace, like Mininet's kernel s
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -36,6 +37,16 @@ def softswitch_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-m", "softswitch.cli"]
+
+
+@functools.cache
+def bmv2_has_thrift() -> bool:
+    """BMv2 built without Thrift has no --thrift-port (and needs none)."""
+    try:
+        out = subprocess.run([str(BMV2_BIN), "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--thrift-port" in out.stdout + out.stderr
 
 
 def bmv2_available() -> bool:
@@ -153,9 +164,8 @@ class Bmv2Switch(P4ProcessSwitch):
     def command(self) -> list[str]:
         if not bmv2_available():
             raise SwitchStartError(f"{self.name}: BMv2 not installed ({BMV2_BIN} missing)")
-        thrift = self.grpc_port + 10000
-        argv = [str(BMV2_BIN), *self.port_args(), "--device-id", str(self.device_id),
-                "--thrift-port", str(thrift),
+        thrift = ["--thrift-port", str(self.grpc_port + 10000)] if bmv2_has_thrift() else []
+        argv = [str(BMV2_BIN), *self.port_args(), "--device-id", str(self.device_id), *thrift,
                 "--notifications-addr", f"ipc:///tmp/labnet-bmv2-{self.grpc_port}-notifications.ipc",
                 "--no-p4", "--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}"]
         if self.cpu_port is not None:

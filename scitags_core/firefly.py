@@ -2,6 +2,16 @@
 
 Parsing lives in firefly_parse.py, building in firefly_build.py, receiving in
 firefly_receiver.py.
+
+Decisions on real-world input (SPEC.md lists what senders do):
+- accepted and recorded as a Deviation: a nil (`-`), empty or unparseable syslog
+  timestamp; `ongoing` without start-time (missing or ""); extra top-level members (kept
+  in `extra`; the schema allows them); experiment ids outside 1..511 and activity ids
+  outside 0..63 (the schema only says "integer": such a flow cannot be marked in a label,
+  but its firefly is still valid and counted).
+- rejected: port 0 (the schema's minimum is 1, and the issue asks for it), everything else
+  the schema forbids, and datagrams over one jumbo frame or nested deeper than
+  MAX_JSON_DEPTH.
 """
 from __future__ import annotations
 

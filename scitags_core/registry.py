@@ -236,6 +236,38 @@ class Registry:
                                       f"in registry {self.identity}")
         return exp, act
 
+    def ids_for(self, experiment: int | str, activity: int | str) -> tuple[int, int]:
+        """(experiment id, activity id) from names or ids as people write them.
+
+        A decimal string is an id and need not be registered (like an int); any other
+        string is a name looked up case-insensitively (RegistryLookupError if unknown).
+        An activity name needs a registered experiment.
+        """
+        def as_id(value: int | str) -> int | None:
+            if isinstance(value, int):
+                return value
+            text = value.strip()
+            return int(text) if text.isascii() and text.isdigit() else None
+
+        exp_id = as_id(experiment)
+        exp = self.experiment(exp_id if exp_id is not None else str(experiment).strip())
+        if exp_id is None:
+            if exp is None:
+                known = ", ".join(e.name for e in self.experiments)
+                raise RegistryLookupError(f"unknown experiment {experiment!r} in registry "
+                                          f"{self.identity} (known: {known})")
+            exp_id = exp.id
+        act_id = as_id(activity)
+        if act_id is None:
+            act = exp.activity(str(activity).strip()) if exp is not None else None
+            if act is None:
+                where = f"experiment {exp.name!r}" if exp else f"unregistered experiment {exp_id}"
+                known = ", ".join(a.name for a in exp.activities) if exp else "none"
+                raise RegistryLookupError(f"unknown activity {activity!r} for {where} in registry "
+                                          f"{self.identity} (known: {known})")
+            act_id = act.id
+        return exp_id, act_id
+
     def describe(self, experiment_id: int, activity_id: int) -> TagInfo:
         """Names for an id pair; unknown ids give None names, not errors."""
         exp = self._by_id.get(experiment_id)

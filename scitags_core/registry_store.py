@@ -41,6 +41,7 @@ class RefreshResult:
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # public data; mkstemp's 0600 would hide it from other users
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -99,19 +100,25 @@ class RegistryStore:
 
     def refresh(self, *, url: str | None = None, file: str | Path | None = None,
                 timeout: float = 10.0) -> RefreshResult:
-        """Fetch from `file`, else `url` (default www.scitags.org); keep the old one on failure."""
+        """Fetch from `file`, else `url` (default www.scitags.org); keep the old one on failure.
+
+        Never raises for a bad source: the result says why (log result.message).
+        """
         previous = self.current
         try:
             new = Registry.from_file(file) if file is not None else Registry.from_url(
                 url or DEFAULT_REGISTRY_URL, timeout=timeout)
             self.activate(new)
         except RegistryError as exc:
-            result = RefreshResult(False, previous, str(exc), isinstance(exc, RegistryFetchError))
-            log.warning("%s", result.message)
-            return result
+            return RefreshResult(False, previous, str(exc), isinstance(exc, RegistryFetchError))
         except OSError as exc:  # state directory not writable
-            result = RefreshResult(False, previous, f"cannot persist registry in {self.directory}: {exc}",
-                                   True)
-            log.warning("%s", result.message)
-            return result
+            return RefreshResult(False, previous,
+                                 f"cannot persist registry in {self.directory}: {exc}", True)
         return RefreshResult(True, new)
+
+
+def active_registry(file: str | Path | None = None) -> Registry:
+    """`file` when given, else the persisted active registry, else the shipped default."""
+    if file is not None:
+        return Registry.from_file(file)
+    return RegistryStore().current

@@ -7,7 +7,8 @@ split keeps the field positions in both cases so the caller can report the devia
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 NIL = "-"
 FIREFLY_MSGID = "firefly-json"
@@ -23,8 +24,7 @@ class SyslogError(ValueError):
         self.missing_header = missing_header
 
 
-@dataclass(frozen=True, slots=True)
-class SyslogHeader:
+class SyslogHeader(NamedTuple):
     priority: int
     version: int
     timestamp: str  # raw: "" or "-" are possible, parsed by the caller
@@ -55,8 +55,26 @@ def _skip_structured_data(rest: str) -> str | None:
     return rest[i + 1:] if rest[i] == " " else None
 
 
+# Fast path for the usual shape (nil structured data); anything else takes the slow path,
+# which also names what is wrong.
+_COMMON = re.compile(r"<(\d{1,3})>([1-9]\d{0,2}) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]*) - ", re.ASCII)
+
+
 def split_message(text: str) -> tuple[SyslogHeader, str]:
     """(header, MSG) of an RFC 5424 message; raises SyslogError naming the problem."""
+    match = _COMMON.match(text)
+    if match is not None and int(match[1]) <= 191:
+        pri, version, timestamp, hostname, app_name, procid, msgid = match.groups()
+        msg = text[match.end():]
+        if msg.startswith(_BOM):
+            msg = msg[1:]
+        return SyslogHeader(int(pri), int(version), timestamp, None if hostname == NIL else hostname,
+                            None if app_name == NIL else app_name, None if procid == NIL else procid,
+                            None if msgid == NIL else msgid), msg
+    return _split_slowly(text)
+
+
+def _split_slowly(text: str) -> tuple[SyslogHeader, str]:
     parts = text.split(" ", 7)
     first = parts[0]
     if not first.startswith("<"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -22,9 +23,10 @@ from os_ken.lib.packet import ipv4, ipv6, packet, udp
 from os_ken.ofproto import ofproto_v1_3 as OFP
 
 from controller.drivers import openflow_pipeline as pl
-from controller.drivers.base import (BUCKETS, CounterSnapshot, Counts, DriverError, EventHandler,
-                                     FireflyPacket, FlowIdle, FlowKey, FlowRule, SwitchDriver,
-                                     SwitchReset, SwitchUnreachable, TagRule)
+from controller.drivers import openflow_wire as wire
+from controller.drivers.base import (BUCKETS, ConnectionLost, CounterSnapshot, Counts, DriverError,
+                                     EventHandler, FireflyPacket, FlowIdle, FlowKey, FlowRule,
+                                     SwitchDriver, SwitchUnreachable, TagRule)
 from controller.drivers.openflow_link import AgentError, AgentLink
 
 LOG = logging.getLogger(__name__)
@@ -45,26 +47,41 @@ class OpenFlowDriver(SwitchDriver):
     def __init__(self, name: str, target: str, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 30.0) -> None:
         self.name = name
+        try:
+            wire.parse_target(target)
+        except ValueError as exc:
+            raise ValueError(f"switch {name}: {exc}") from None
         self.target = target
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self._link: AgentLink | None = None
         self._handler: EventHandler | None = None
-        self._lock = threading.RLock()  # serialises state changes; the link allows concurrency
+        # Two locks: _lock serialises operations and is held across switch round trips;
+        # _state guards the maps below for moments only. The link's reader thread takes
+        # _state alone, else an event arriving during an operation would block its reply.
+        self._lock = threading.RLock()
+        self._state = threading.Lock()
+        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._dispatcher: threading.Thread | None = None
         self._flows: dict[FlowKey, tuple[int, FlowRule]] = {}  # key -> (cookie id, rule)
         self._next_flow_id = 1
         self._idle_final: dict[FlowKey, Counts] = {}
         self._removals: dict[int, tuple[threading.Event, list[Counts]]] = {}
         self._retired_tags: dict[int, Counts] = defaultdict(Counts)
         self._consistent: set[tuple[int, int]] = set()
-        self._tags: list[TagRule] | None = None
-        self._monitor_port: int | None = None
-        self._was_connected = False
+        self._datapath_up = False  # the switch's OpenFlow session, as the agent reports it
         self.malformed_packet_ins = 0  # punted frames that were not UDP fireflies
 
     # ---- connection ----
     def connect(self) -> None:
         with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch, daemon=True,
+                                                    name=f"openflow-events {self.name}")
+                self._dispatcher.start()
+            if self._link is not None and not self._link.alive:
+                self._link.close()  # the agent died: start a new one
+                self._link = None
             if self._link is None:
                 try:
                     self._link = AgentLink(self.target, self._on_agent_event)
@@ -75,13 +92,24 @@ class OpenFlowDriver(SwitchDriver):
             except SwitchUnreachable:
                 self.close()
                 raise
+            self._datapath_up = True
             self._reload_flows()
+
+    @property
+    def connected(self) -> bool:
+        """False once the OpenFlow session or the agent is lost (the controller reconnects)."""
+        return self._link is not None and self._link.alive and self._datapath_up
 
     def close(self) -> None:
         with self._lock:
             if self._link is not None:
                 self._link.close()
                 self._link = None
+            if self._dispatcher is not None:
+                self._events.put(None)  # after the link: no more events can arrive
+                if self._dispatcher is not threading.current_thread():
+                    self._dispatcher.join(timeout=5)
+                self._dispatcher = None
 
     def set_event_handler(self, handler: EventHandler) -> None:
         self._handler = handler
@@ -118,9 +146,11 @@ class OpenFlowDriver(SwitchDriver):
                 return False
             # Missing or another version: start clean, as pushing a P4 pipeline does.
             self._send([pl.delete_everything()] + pl.base_entries(), "install the pipeline")
-            self._flows.clear()
+            with self._state:
+                self._flows.clear()
+                self._idle_final.clear()
+                self._retired_tags.clear()
             self._consistent.clear()
-            self._retired_tags.clear()
             return True
 
     def set_forwarding(self, mac_ports: dict[str, int], flood_ports: list[int],
@@ -136,18 +166,15 @@ class OpenFlowDriver(SwitchDriver):
             msgs += [pl.mac_add(mac, port) for mac, port in desired.items()
                      if current.get(mac) != [port]]
             msgs.append(pl.flood_add(sorted(set(flood_ports))))
+            msgs.append(pl.mirror_add(monitor_port))
             self._send(msgs, "set L2 forwarding")
-            monitor_changed = monitor_port != self._monitor_port
-            self._monitor_port = monitor_port
-            if monitor_changed and self._tags is not None:
-                self._sync_tags(self._tags, force=True)
 
     # ---- flow-label tags ----
     def sync_tags(self, rules: list[TagRule]) -> None:
         with self._lock:
-            self._sync_tags(list(rules), force=False)
+            self._sync_tags(rules)
 
-    def _sync_tags(self, rules: list[TagRule], force: bool) -> None:
+    def _sync_tags(self, rules: list[TagRule]) -> None:
         desired: dict[pl.TagEntry, TagRule] = {}
         for rule in rules:
             entry = pl.tag_entry(rule)
@@ -159,19 +186,17 @@ class OpenFlowDriver(SwitchDriver):
         for stat in self._stats(pl.KIND_TAG, pl.T_CLASSIFY):
             label, mask = stat["match"].get("ipv6_flabel", [None, None])
             entry = pl.TagEntry(stat["priority"], label, mask)
-            current[entry] = (pl.cookie_id(stat["cookie"]), bool(stat["outputs"]))
+            metadata = (stat["write_metadata"] or [0, 0])[0]
+            current[entry] = (pl.cookie_id(stat["cookie"]), bool(metadata & pl.MIRROR_BIT))
         msgs = []
         for entry, (tag_id, _) in current.items():
             rule = desired.get(entry)
             if rule is None or rule.tag_id != tag_id:
                 msgs.append(pl.tag_delete(entry))  # flow-removed retires its counts
         for entry, rule in desired.items():
-            have = current.get(entry)
-            mirrored = rule.mirror and self._monitor_port is not None
-            if force or have is None or have != (rule.tag_id, mirrored):
-                msgs.append(pl.tag_add(rule, self._monitor_port))  # replaces, keeps counters
+            if current.get(entry) != (rule.tag_id, rule.mirror):
+                msgs.append(pl.tag_add(rule))  # replaces an entry in place, keeps its counters
         self._send(msgs, "sync tag rules")
-        self._tags = rules
 
     # ---- firefly flows ----
     def install_flow(self, rule: FlowRule) -> None:
@@ -184,7 +209,8 @@ class OpenFlowDriver(SwitchDriver):
             raise DriverError(f"switch {self.name}: flow {key}: experiment {rule.experiment} / "
                               f"activity {rule.activity} exceed 16 / 8 bits")
         with self._lock:
-            known = self._flows.get(key)
+            with self._state:
+                known = self._flows.get(key)
             ident = known[0] if known else self._next_flow_id
             msgs = []
             tag = (rule.experiment, rule.activity)
@@ -197,33 +223,37 @@ class OpenFlowDriver(SwitchDriver):
                 self._consistent.add(tag)
             if not known:
                 self._next_flow_id += 1
-            self._flows[key] = (ident, rule)
-            self._idle_final.pop(key, None)
+            with self._state:
+                self._flows[key] = (ident, rule)
+                self._idle_final.pop(key, None)
 
     def remove_flow(self, key: FlowKey) -> Counts:
         with self._lock:
-            known = self._flows.get(key)
-            if known is None:
-                return self._idle_final.pop(key, Counts())
-            ident = known[0]
-            done, result = threading.Event(), []
-            self._removals[ident] = (done, result)
-        try:
-            self._send([pl.firefly_delete(key)], f"remove flow {key}")
-            # The flow-removed message (reason DELETE) carries the final counters.
-            done.wait(timeout=5)
-        finally:
-            with self._lock:
-                self._removals.pop(ident, None)
-                self._flows.pop(key, None)
-        if result:
-            return result[0]
-        return self._idle_final.pop(key, Counts())  # it idled out just before the delete
+            with self._state:
+                known = self._flows.get(key)
+                if known is None:
+                    return self._idle_final.pop(key, Counts())
+                ident = known[0]
+                done, result = threading.Event(), []
+                self._removals[ident] = (done, result)
+            try:
+                self._send([pl.firefly_delete(key)], f"remove flow {key}")
+                # The flow-removed message (reason DELETE) carries the final counters.
+                done.wait(timeout=5)
+            finally:
+                with self._state:
+                    self._removals.pop(ident, None)
+                    self._flows.pop(key, None)
+            if result:
+                return result[0]
+            with self._state:
+                return self._idle_final.pop(key, Counts())  # idled out just before the delete
 
     def installed_flows(self) -> dict[FlowKey, FlowRule]:
         with self._lock:
             self._reload_flows()
-            return {key: rule for key, (_, rule) in self._flows.items()}
+            with self._state:
+                return {key: rule for key, (_, rule) in self._flows.items()}
 
     def _reload_flows(self) -> None:
         """Rebuild the flow map from the switch: a new driver instance adopts what it finds."""
@@ -237,7 +267,8 @@ class OpenFlowDriver(SwitchDriver):
             experiment, activity = pl.tag_of_metadata(stat["write_metadata"][0])
             flows[key] = (pl.cookie_id(stat["cookie"]),
                           FlowRule(key, experiment, activity, float(stat["idle_timeout"])))
-        self._flows = flows
+        with self._state:
+            self._flows = flows
         self._next_flow_id = max([self._next_flow_id] + [i + 1 for i, _ in flows.values()])
         self._consistent = {divmod(pl.cookie_id(s["cookie"]), 256)
                             for s in self._stats(pl.KIND_CONSISTENT, pl.T_CROSSCHECK)}
@@ -246,7 +277,7 @@ class OpenFlowDriver(SwitchDriver):
     def read_counters(self) -> CounterSnapshot:
         stats = self._stats()
         taken_at = time.time()
-        with self._lock:
+        with self._state:
             tags: dict[int, Counts] = dict(self._retired_tags)
             buckets = {name: Counts() for name in BUCKETS}
             flows: dict[FlowKey, Counts] = {}
@@ -268,9 +299,19 @@ class OpenFlowDriver(SwitchDriver):
 
     # ---- events from the agent (reader thread) ----
     def _emit(self, event: object) -> None:
-        handler = self._handler
-        if handler is not None:
-            handler(event)
+        self._events.put(event)
+
+    def _dispatch(self) -> None:
+        """Hand events to the controller from a thread of their own, so a handler may call
+        back into the driver (remove_flow on FlowIdle) without stalling the link."""
+        while (event := self._events.get()) is not None:
+            handler = self._handler
+            if handler is None:
+                continue
+            try:
+                handler(event)
+            except Exception:  # the controller's bug must not end event delivery
+                LOG.exception("switch %s: event handler failed on %r", self.name, event)
 
     def _on_agent_event(self, message: dict[str, Any]) -> None:
         kind = message.get("event")
@@ -279,13 +320,12 @@ class OpenFlowDriver(SwitchDriver):
         elif kind == "flow_removed":
             self._on_flow_removed(message)
         elif kind == "connected":
-            if self._was_connected:
-                self._emit(SwitchReset(self.name, "OpenFlow connection re-established"))
-            self._was_connected = True
-        elif kind == "disconnected":
-            LOG.warning("switch %s: OpenFlow connection lost; os-ken reconnects", self.name)
-        elif kind == "agent_exited":
-            self._emit(SwitchReset(self.name, "os-ken agent exited"))
+            self._datapath_up = True
+        elif kind in ("disconnected", "agent_exited"):
+            self._datapath_up = False
+            reason = ("OpenFlow session lost" if kind == "disconnected"
+                      else "os-ken agent exited")
+            self._emit(ConnectionLost(self.name, reason))
 
     def _on_packet_in(self, message: dict[str, Any]) -> None:
         try:
@@ -307,13 +347,13 @@ class OpenFlowDriver(SwitchDriver):
         kind, ident = pl.cookie_kind(message["cookie"]), pl.cookie_id(message["cookie"])
         counts = _counts(message)
         if kind == pl.KIND_TAG and message["reason"] == OFP.OFPRR_DELETE:
-            with self._lock:
+            with self._state:
                 self._retired_tags[ident] += counts
             return
         if kind != pl.KIND_FIREFLY:
             return
         key = pl.key_from_match(message["match"])
-        with self._lock:
+        with self._state:
             waiter = self._removals.get(ident)
             if waiter is not None:  # remove_flow is waiting: its result, whatever the reason
                 waiter[1].append(counts)
@@ -329,3 +369,25 @@ class OpenFlowDriver(SwitchDriver):
             while len(self._idle_final) > IDLE_FINAL_KEPT:  # oldest first
                 del self._idle_final[next(iter(self._idle_final))]
         self._emit(FlowIdle(self.name, key))
+
+
+def openflow_target(spec: Any) -> str:
+    """Where to reach a topology switch of kind ovs.
+
+    `openflow: tcp:HOST:PORT | ptcp:PORT[:HOST]` in the switch's topology entry wins;
+    otherwise the switch listens on grpc_host:grpc_port (OVS: set-controller BR ptcp:PORT).
+    """
+    target = spec.options.get("openflow") if spec.options else None
+    if target is not None:
+        wire.parse_target(str(target))  # ValueError names the accepted forms
+        return str(target)
+    if spec.grpc_port is None:
+        raise ValueError(f"switch {spec.name}: kind ovs needs `openflow: tcp:HOST:PORT` "
+                         "(or grpc_port: the port OVS listens on for its controller)")
+    host = f"[{spec.grpc_host}]" if ":" in spec.grpc_host else spec.grpc_host
+    return f"tcp:{host}:{spec.grpc_port}"
+
+
+def make_driver(spec: Any, cfg: Any = None) -> OpenFlowDriver:
+    """The driver for a topology switch with kind: ovs (controller/runtime.py calls this)."""
+    return OpenFlowDriver(spec.name, openflow_target(spec))

@@ -41,18 +41,6 @@ OFP = ofproto_v1_3
 _ERROR_TYPES = {v: k for k, v in vars(OFP).items() if k.startswith("OFPET_") and isinstance(v, int)}
 
 
-def parse_target(text: str) -> tuple[str, str, int]:
-    """'tcp:HOST:PORT' (connect to a switch that listens) or 'ptcp:PORT[:HOST]' (listen)."""
-    kind, _, rest = text.partition(":")
-    if kind == "tcp":
-        host, _, port = rest.rpartition(":")
-        return "connect", host.strip("[]"), int(port)
-    if kind == "ptcp":
-        port, _, host = rest.partition(":")
-        return "listen", (host.strip("[]") or "0.0.0.0"), int(port)
-    raise ValueError(f"OpenFlow target {text!r}: use tcp:HOST:PORT or ptcp:PORT[:HOST]")
-
-
 class _Handler(ofp_handler.OFPHandler):
     """os-ken's handshake app, started for exactly one connect or listen target."""
 
@@ -195,6 +183,7 @@ class ScitagsAgent(app_manager.OSKenApp):
     def _state_change(self, ev: Any) -> None:
         dp = ev.datapath
         if ev.state == MAIN_DISPATCHER:
+            self._enable_async(dp)
             self.dp = dp
             self.connected.set()
             self.emit({"event": "connected", "dpid": dp.id, "address": list(dp.address)})
@@ -204,6 +193,17 @@ class ScitagsAgent(app_manager.OSKenApp):
             for pending in set(self.pending.values()):
                 pending.done.set()  # waiters see self.dp changed and fail
             self.emit({"event": "disconnected"})
+
+    @staticmethod
+    def _enable_async(dp: Any) -> None:
+        """Ask for packet-ins and flow-removed messages explicitly: OVS sends none on a
+        connection it accepted as a listener (a "service" connection) unless told to."""
+        packet_in = 1 << OFP.OFPR_NO_MATCH | 1 << OFP.OFPR_ACTION
+        removed = (1 << OFP.OFPRR_IDLE_TIMEOUT | 1 << OFP.OFPRR_HARD_TIMEOUT
+                   | 1 << OFP.OFPRR_DELETE)
+        ports = 1 << OFP.OFPPR_ADD | 1 << OFP.OFPPR_DELETE | 1 << OFP.OFPPR_MODIFY
+        dp.send_msg(dp.ofproto_parser.OFPSetAsync(dp, [packet_in, packet_in], [ports, ports],
+                                                  [removed, removed]))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="openflow-agent %(levelname)s %(name)s: %(message)s")
 
-    target = parse_target(args.target)
+    target = wire.parse_target(args.target)
     cfg.CONF(args=[], project="os_ken", default_config_files=[])
     # Any port: it only keeps OpenFlowController() from opening its default 6633 listener.
     cfg.CONF.set_override("ofp_tcp_listen_port", target[2])

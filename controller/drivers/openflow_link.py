@@ -60,6 +60,15 @@ class AgentLink:
                                         daemon=True)
         self._reader.start()
 
+    @property
+    def alive(self) -> bool:
+        """The agent runs and the channel is open."""
+        return not self._closed and self._reader.is_alive()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def request(self, op: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
         """Run one agent op and return its result; AgentError on refusal or silence."""
         if self._closed:

@@ -5,14 +5,16 @@ the agent turns back into messages for the switch.
 
 One packet is counted once per dimension, as in the P4 program, by walking five tables:
 
-  0 classify   IPv6 label: 0 -> unmarked bucket; (label, 0x3FEFC) -> tag (optionally mirrored);
+  0 classify   IPv6 label: 0 -> unmarked bucket; (label, 0x3FEFC) -> tag;
                experiment bits only (0x3FE00) -> tag, lower priority; other IPv6 -> unregistered.
-               Writes the label class into metadata bits 0-1.
+               Writes the label class into metadata bits 0-1, and bit 3 for a mirrored tag.
   1 firefly    5-tuples from fireflies (idle timeout, flow-removed). Writes the hit bit (2)
                and the firefly's experiment (bits 8-23) and activity (bits 24-31).
   2 crosscheck hit + registered + label equal to the firefly's tag -> consistent;
                hit + registered -> mismatch; hit -> firefly_only.
-  3 punt       UDP to 10514: a copy to the controller, the packet goes on.
+  3 punt       UDP to 10514: a copy to the controller, the packet goes on; else a mirrored
+               tag: a copy to the monitor port. One entry per packet, so a firefly is not
+               mirrored: v1model keeps one ingress clone per packet and the CPU copy wins.
   4 l2         dst MAC -> port; otherwise flood to the topology's flood ports. OpenFlow drops
                output to the ingress port, which gives P4's "never back out of the ingress port".
 """
@@ -30,7 +32,7 @@ from scitags_core.flowlabel import ACTIVITY_MAX, EXPERIMENT_MAX, TAG_MASK, encod
 
 T_CLASSIFY, T_FIREFLY, T_CROSSCHECK, T_PUNT, T_L2 = 0, 1, 2, 3, 4
 TABLES = (T_CLASSIFY, T_FIREFLY, T_CROSSCHECK, T_PUNT, T_L2)
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # bump when the table layout changes: old layouts get wiped
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 PROTO_TCP, PROTO_UDP = 6, 17
@@ -42,20 +44,22 @@ COOKIE_MAGIC = 0x5C17
 MAGIC_MASK = 0xFFFF << 48
 KIND_MASK = MAGIC_MASK | 0xFF << 40
 ID_MASK = (1 << 40) - 1
-KIND_BASE, KIND_BUCKET, KIND_TAG, KIND_FIREFLY, KIND_CONSISTENT, KIND_L2, KIND_PUNT = range(1, 8)
+(KIND_BASE, KIND_BUCKET, KIND_TAG, KIND_FIREFLY, KIND_CONSISTENT, KIND_L2, KIND_PUNT,
+ KIND_MIRROR) = range(1, 9)
 BUCKET_IDS = {"unmarked": 0, "unregistered": 1, "mismatch": 3, "firefly_only": 4}
 
 # Metadata written by tables 0 and 1, read by table 2.
 CLASS_MASK = 0x3
 CLASS_UNMARKED, CLASS_UNREGISTERED, CLASS_REGISTERED = 1, 2, 3
 HIT_BIT = 0x4
+MIRROR_BIT = 0x8
 FIREFLY_TAG_MASK = 0xFFFF << 8 | 0xFF << 24
 FIREFLY_EXPERIMENT_MAX, FIREFLY_ACTIVITY_MAX = 0xFFFF, 0xFF  # P4: bit<16>, bit<8>
 
 PRIO_UNMARKED, PRIO_TAG, PRIO_TAG_WILDCARD, PRIO_UNREGISTERED = 300, 200, 150, 100
 PRIO_FIREFLY = 100
 PRIO_CONSISTENT, PRIO_MISMATCH, PRIO_FIREFLY_ONLY = 300, 200, 100
-PRIO_PUNT = 100
+PRIO_PUNT, PRIO_MIRROR = 100, 50
 PRIO_MAC = 100
 PRIO_MISS = 0
 
@@ -152,7 +156,15 @@ def base_entries() -> list[Json]:
             T_PUNT, PRIO_PUNT,
             P.OFPMatch(eth_type=eth_type, ip_proto=PROTO_UDP, udp_dst=FIREFLY_UDP_PORT),
             [_apply(_out(OFP.OFPP_CONTROLLER)), _goto(T_L2)], cookie(KIND_PUNT, eth_type)))
+    entries.append(mirror_add(None))
     return entries
+
+
+def mirror_add(monitor_port: int | None) -> Json:
+    """Copies of mirrored tags go to the monitor port (nowhere until there is one)."""
+    outputs = [_apply(_out(monitor_port))] if monitor_port is not None else []
+    return flow_add(T_PUNT, PRIO_MIRROR, P.OFPMatch(metadata=(MIRROR_BIT, MIRROR_BIT)),
+                    outputs + [_goto(T_L2)], cookie(KIND_MIRROR, 0))
 
 
 BASE_ENTRY_COUNT = 4  # the table-miss entries carrying cookie(KIND_BASE, PIPELINE_VERSION)
@@ -178,12 +190,10 @@ def tag_entry(rule: TagRule) -> TagEntry:
     return TagEntry(PRIO_TAG, encode_label(rule.experiment, rule.activity, 0), TAG_MASK)
 
 
-def tag_add(rule: TagRule, monitor_port: int | None) -> Json:
+def tag_add(rule: TagRule) -> Json:
     entry = tag_entry(rule)
-    instructions = []
-    if rule.mirror and monitor_port is not None:
-        instructions.append(_apply(_out(monitor_port)))
-    instructions += [P.OFPInstructionWriteMetadata(CLASS_REGISTERED, CLASS_MASK), _goto(T_FIREFLY)]
+    md = CLASS_REGISTERED | (MIRROR_BIT if rule.mirror else 0)
+    instructions = [P.OFPInstructionWriteMetadata(md, CLASS_MASK | MIRROR_BIT), _goto(T_FIREFLY)]
     # Flow-removed on deletion carries the final counts of a retired tag.
     return flow_add(T_CLASSIFY, entry.priority, entry.match(), instructions,
                     cookie(KIND_TAG, rule.tag_id), flags=OFP.OFPFF_SEND_FLOW_REM)

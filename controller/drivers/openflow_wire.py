@@ -5,6 +5,7 @@ Stdlib only: the agent imports this after eventlet monkey-patching, the driver w
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import struct
@@ -46,3 +47,29 @@ def read_message(sock: socket.socket) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise WireError(f"frame is a JSON {type(message).__name__}, not an object")
     return message
+
+
+def parse_target(text: str) -> tuple[str, str, int]:
+    """'tcp:HOST:PORT' (connect to a switch that listens) or 'ptcp:PORT[:HOST]' (listen).
+
+    HOST is an IP literal (os-ken connects to addresses, not names); IPv6 may be bracketed.
+    """
+    usage = f"OpenFlow target {text!r}: use tcp:HOST:PORT or ptcp:PORT[:HOST] with an IP HOST"
+    kind, _, rest = text.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        mode = "connect"
+    elif kind == "ptcp":
+        port, _, host = rest.partition(":")
+        host, mode = host or "0.0.0.0", "listen"
+    else:
+        raise ValueError(usage)
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(usage) from None
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{usage} (port {number} out of range)")
+    return mode, host, number

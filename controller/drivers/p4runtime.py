@@ -77,6 +77,7 @@ class P4RuntimeDriver(SwitchDriver):
         self._lock = threading.RLock()  # one writer at a time; guards the caches
         self._flows: dict[FlowKey, FlowRule] = {}
         self._idle_reported: set[FlowKey] = set()
+        self.last_zeroed: list[int] = []  # tag cells the last sync_tags zeroed (new to the switch)
         self.stats = {"packet_in": 0, "packet_in_ignored": 0, "idle_notifications": 0,
                       "idle_repeats": 0}
 
@@ -348,6 +349,7 @@ class P4RuntimeDriver(SwitchDriver):
             # Deletes first, so a key re-added with another action cannot collide.
             updates.sort(key=lambda u: u.type != Update.DELETE)
             self._write("scitag_policy", updates)
+            self.last_zeroed = list(zero)
             if zero:
                 c = self.index.counter(C_TAG)
                 zeroes = []
@@ -430,12 +432,15 @@ class P4RuntimeDriver(SwitchDriver):
             self._idle_reported.discard(key)
             return counts
 
-    def _decode_flow(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowRule:
+    def _decode_key(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowKey:
         t = self.index.table(T_FF[afi])
         vals = {t.field_by_id(m.field_id).name: decode(m.exact.value) for m in e.match}
         addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
-        key = FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
-                      vals["src_port"], vals["dst_port"])
+        return FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
+                       vals["src_port"], vals["dst_port"])
+
+    def _decode_flow(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowRule:
+        key = self._decode_key(afi, e)
         _, params = self._params(e)
         return FlowRule(key, params.get("experiment", 0), params.get("activity", 0),
                         e.idle_timeout_ns / 1e9)
@@ -515,7 +520,7 @@ class P4RuntimeDriver(SwitchDriver):
         if afi is None:
             return
         try:
-            key = self._decode_flow(afi, e).key
+            key = self._decode_key(afi, e)
         except (P4InfoError, KeyError, ValueError):
             return
         with self._lock:

@@ -36,40 +36,27 @@ class ProgramMismatch(Exception):
     """The P4Info does not describe the BMv2 JSON."""
 
 
-def _info_attr(info: Any, *names: str) -> Any:
-    for n in names:
-        v = getattr(info, n, None) if not isinstance(info, dict) else info.get(n)
-        if v is not None:
-            return v
-    return None
-
-
 def check_program(index: P4InfoIndex, engine: Any) -> None:
     """Every P4Info table / action / counter must exist in the loaded program, with the same
-    key shape; otherwise writes would fail later in confusing ways."""
+    key widths; otherwise writes would fail later in confusing ways."""
     names = set(engine.table_names())
     for t in index.tables.values():
         if t.name not in names:
             raise ProgramMismatch(f"table {t.name!r} of the P4Info is not in the device config")
-        info = engine.table_info(t.name)
-        keys = _info_attr(info, "keys", "key")
-        if keys is not None and len(keys) != len(t.fields):
+        info = engine.table_info(t.name)      # TableInfo: keys [(name, kind, width)], actions
+        if len(info.keys) != len(t.fields):
             raise ProgramMismatch(f"table {t.name!r}: {len(t.fields)} match fields in the "
-                                  f"P4Info, {len(keys)} in the device config")
-        if keys is not None:
-            for f, k in zip(t.fields, keys):
-                bw = k[2] if isinstance(k, (tuple, list)) and len(k) > 2 else None
-                if bw is not None and bw != f.bitwidth:
-                    raise ProgramMismatch(f"table {t.name!r} field {f.name!r}: {f.bitwidth} "
-                                          f"bits in the P4Info, {bw} in the device config")
-        actions = _info_attr(info, "actions", "action_names")
-        if actions is not None:
-            have = set(actions)
-            for aid in t.actions:
-                aname = index.actions[aid].name
-                if aname not in have:
-                    raise ProgramMismatch(f"table {t.name!r}: action {aname!r} of the P4Info "
-                                          f"is not in the device config")
+                                  f"P4Info, {len(info.keys)} in the device config")
+        for f, (_, _, width) in zip(t.fields, info.keys):
+            if width != f.bitwidth:
+                raise ProgramMismatch(f"table {t.name!r} field {f.name!r}: {f.bitwidth} bits "
+                                      f"in the P4Info, {width} in the device config")
+        have = set(info.actions)
+        for aid in t.actions:
+            aname = index.actions[aid].name
+            if aname not in have:
+                raise ProgramMismatch(f"table {t.name!r}: action {aname!r} of the P4Info is "
+                                      f"not in the device config")
     for c in index.counters.values():
         try:
             size = engine.counter_size(c.name)
@@ -78,6 +65,15 @@ def check_program(index: P4InfoIndex, engine: Any) -> None:
                                   f"config") from None
         if size != c.size:
             raise ProgramMismatch(f"counter {c.name!r}: size {c.size} in the P4Info, {size} "
+                                  f"in the device config")
+    for r in index.registers.values():
+        try:
+            size = engine.register_size(r.name)
+        except KeyError:
+            raise ProgramMismatch(f"register {r.name!r} of the P4Info is not in the device "
+                                  f"config") from None
+        if size != r.size:
+            raise ProgramMismatch(f"register {r.name!r}: size {r.size} in the P4Info, {size} "
                                   f"in the device config")
 
 
@@ -121,50 +117,46 @@ class Device:
         self.clock = clock
         self.lock = threading.RLock()
         self.pipeline: Pipeline | None = None
-        self._saved: tuple[p4r.ForwardingPipelineConfig, P4InfoIndex] | None = None
+        self._swap_pending = False
         self.stats: collections.Counter[str] = collections.Counter()
 
     # ---- pipeline config ----
     def set_pipeline(self, action: int, config: p4r.ForwardingPipelineConfig) -> None:
+        """PI's two-phase update, as BMv2 answers it: VERIFY checks the P4Info only;
+        VERIFY_AND_SAVE switches to the new pipeline at once (BMv2 keeps forwarding with the
+        old program until COMMIT; here the engine switches too) and leaves a swap pending,
+        which only COMMIT clears; while a swap is pending every other update fails."""
         if action == SetAction.UNSPECIFIED or action not in SetAction.Action.values():
             raise P4RTError(INVALID_ARGUMENT, "Invalid SetForwardingPipeline action")
-        index = None
-        if action != SetAction.COMMIT:
-            index = P4InfoIndex.build(config.p4info)
+        index = None if action == SetAction.COMMIT else P4InfoIndex.build(config.p4info)
         if action == SetAction.VERIFY:
-            return
-        if action == SetAction.VERIFY_AND_SAVE:
-            self._verify_program(config, index)
-            saved = p4r.ForwardingPipelineConfig()
-            saved.CopyFrom(config)
-            with self.lock:
-                self._saved = (saved, index)
             return
         with self.lock:
             if action == SetAction.COMMIT:
-                if self._saved is None:
+                if not self._swap_pending:
                     raise P4RTError(UNKNOWN, "Error in second phase of device update: no "
-                                             "pipeline config was saved (VERIFY_AND_SAVE) to "
-                                             "commit")
-                config, index = self._saved
-                self._saved = None
-                self._commit(config, index)
+                                             "saved pipeline config (VERIFY_AND_SAVE) to commit")
+                self._swap_pending = False
                 return
+            if self._swap_pending:
+                raise P4RTError(UNKNOWN, "Error in first phase of device update: a saved "
+                                         "pipeline config is waiting for COMMIT")
             assert index is not None
             self._verify_program(config, index)
-            if action == SetAction.VERIFY_AND_COMMIT:
-                kept = p4r.ForwardingPipelineConfig()
-                kept.CopyFrom(config)
-                self._commit(kept, index)
-                return
-            # RECONCILE_AND_COMMIT: keep the forwarding state by replaying it, as PI does.
-            state = self._forwarding_state()
+            state = self._forwarding_state() if action == SetAction.RECONCILE_AND_COMMIT \
+                else None
             kept = p4r.ForwardingPipelineConfig()
             kept.CopyFrom(config)
             self._commit(kept, index)
-            if state.updates:
+            if action == SetAction.VERIFY_AND_SAVE:
+                self._swap_pending = True
+            if state is not None and state.updates:
+                # PI replays the old state as INSERTs; like PI, indirect counter cells do
+                # not replay (INSERT is refused for counters), which fails the reconcile
+                # and leaves the swap pending.
                 failed = self.write(state)
                 if failed is not None:
+                    self._swap_pending = True
                     raise P4RTError(UNKNOWN, f"Error when reconciling config: "
                                              f"{failed.message}")
 
@@ -195,15 +187,17 @@ class Device:
         self.pipeline = Pipeline(config, index, self.engine, self.clock)
 
     def _forwarding_state(self) -> p4r.WriteRequest:
+        """The state PI saves for RECONCILE_AND_COMMIT: what a wildcard read of table entries
+        (without counter data) and of indirect counters returns, as INSERT updates."""
         req = p4r.WriteRequest()
         p = self.pipeline
         if p is None:
             return req
 
         def add() -> p4r.Entity:
-            u = req.updates.add(type=p4r.Update.INSERT)
-            return u.entity
-        p.tables.snapshot(add)
+            return req.updates.add(type=p4r.Update.INSERT).entity
+        p.tables.read(p4r.TableEntry(), add)
+        p.externs.counter_read(p4r.CounterEntry(), add)
         return req
 
     def get_pipeline(self, response_type: int) -> p4r.ForwardingPipelineConfig:
@@ -392,6 +386,3 @@ class Device:
             expired = p.ageing.sweep(p.tables, self.clock())
             return notification(expired) if expired else None
 
-
-def status_of(exc: P4RTError) -> status_pb2.Status:
-    return simple_status(exc.code, exc.message)

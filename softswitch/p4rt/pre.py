@@ -7,7 +7,7 @@ from typing import Any, Callable
 from p4.v1 import p4runtime_pb2 as p4r
 
 from .status import (ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, UNIMPLEMENTED,
-                     P4RTError)
+                     UNKNOWN, P4RTError)
 from .tables import DELETE, INSERT, MODIFY
 
 FIRST_RESERVED_GROUP_ID = 1 << 15     # PI keeps [2^15, ...) for clone sessions
@@ -159,7 +159,17 @@ class PacketReplication:
         if update_type == MODIFY and sid not in self.sessions:
             raise P4RTError(NOT_FOUND, "Clone session id does not exist")
         replicas = _replicas(cs.replicas)
-        if cs.class_of_service != 0:
-            raise P4RTError(UNIMPLEMENTED, "COS for clone sessions not supported yet")
-        self.engine.clone_session_set(sid, _engine_replicas(replicas), cs.packet_length_bytes)
-        self.sessions[sid] = (0, cs.packet_length_bytes, replicas)
+        changed = update_type == INSERT or self.sessions[sid][:2] != (cs.class_of_service,
+                                                                    cs.packet_length_bytes)
+        if update_type == MODIFY:     # PI updates the replicas before the session config
+            self.engine.clone_session_set(sid, _engine_replicas(replicas), 0)
+            self.sessions[sid] = (0, 0, replicas)
+        if changed:
+            if cs.class_of_service != 0:
+                raise P4RTError(UNIMPLEMENTED, "COS for clone sessions not supported yet")
+            if cs.packet_length_bytes != 0:
+                # BMv2's PI layer has no truncation for clone sessions: the session is refused
+                raise P4RTError(UNKNOWN, "Error when creating clone session in target: "
+                                         "packet_length_bytes (truncation) is not supported")
+        self.engine.clone_session_set(sid, _engine_replicas(replicas), 0)
+        self.sessions[sid] = (0, 0, replicas)

@@ -22,13 +22,6 @@ from .status import (ALREADY_EXISTS, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PERM
 
 INSERT, MODIFY, DELETE = p4r.Update.INSERT, p4r.Update.MODIFY, p4r.Update.DELETE
 
-try:  # the engine's own exception for a full table, when it exists
-    from softswitch.engine import TableFull
-except Exception:  # pragma: no cover - engine not written yet / import problem
-    class TableFull(Exception):  # type: ignore[no-redef]
-        pass
-
-
 class Entry:
     """One installed entry, as the server remembers it."""
 
@@ -355,11 +348,15 @@ class TableManager:
                                      f"{meta.name!r} is const")
         try:
             handle = self.engine.table_add(meta.name, match, ameta.name, args, priority)
-        except TableFull as exc:
-            raise P4RTError(UNKNOWN, f"Error when adding match entry to target: table "
-                                     f"{meta.name!r} is full ({exc})") from None
         except (KeyError, ValueError) as exc:
             raise P4RTError(UNKNOWN, f"Error when adding match entry to target: {exc}") from None
+        except Exception as exc:
+            # softswitch.engine.TableFull, matched by name so that this module does not
+            # import the engine. PI reports a full table as UNKNOWN, not RESOURCE_EXHAUSTED.
+            if type(exc).__name__ != "TableFull":
+                raise
+            raise P4RTError(UNKNOWN, f"Error when adding match entry to target: table "
+                                     f"{meta.name!r} is full ({exc})") from None
         entry = Entry(handle, key, ameta.id, args, te.controller_metadata, te.metadata,
                       te.idle_timeout_ns)
         ts.entries[key] = entry
@@ -525,12 +522,3 @@ class TableManager:
             out.controller_metadata = ts.default_controller_metadata
         if ts.default_metadata:
             out.metadata = ts.default_metadata
-
-    def snapshot(self, add_entity: Callable[[], p4r.Entity]) -> None:
-        """Every entry as it would be read, with its counters (for RECONCILE_AND_COMMIT)."""
-        req = p4r.TableEntry()
-        req.counter_data.SetInParent()
-        now = self.clock()
-        for ts in self.tables.values():
-            for entry in ts.entries.values():
-                self.fill_entry(ts, entry, add_entity().table_entry, req, now)

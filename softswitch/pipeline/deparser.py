@@ -21,7 +21,7 @@ def compile_deparser(prog: Program, ns: Namespace, ex: ExprCompiler, pc: Primiti
             target, calc = checksum_target_and_calc(prog, pc, chk)
             cond = chk.get("if_cond")
             stmt = ex.store(target, Val(f"{calc}(F)", "data"))
-            if cond is not None:
+            if cond is not None and ex.cond(cond) != "True":
                 code(f"if {ex.cond(cond)}:")
                 with code.indent():
                     code(stmt)

@@ -312,7 +312,7 @@ class ParserCompiler:
             target, calc = checksum_target_and_calc(self.prog, self.pc, chk)
             cond = chk.get("if_cond")
             tests = [] if target.header.metadata else [f"F[{target.header.valid}]"]
-            if cond is not None:
+            if cond is not None and self.ex.cond(cond) != "True":
                 tests.append(self.ex.cond(cond))
             line = f"if {calc}(F) != F[{target.slot}]: F[{self.S['CKERR']}] = 1"
             if tests:

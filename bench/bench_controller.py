@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Controller figures against real switch processes (built-in `softswitch`, and BMv2 when
+installed), over real gRPC:
+
+- firefly-to-entry latency: a `start` firefly sent over UDP to the controller -> its
+  5-tuple entry readable on the switch (a second, backup P4Runtime session polls for it);
+  p50 / p99 over --latency-n fireflies, one at a time;
+- sustained fireflies per second turned into entries: --sustained-n `start` fireflies for
+  distinct flows sent back to back; time until the controller has installed all of them;
+- time to read all counters (tag_counter, bucket_counter, both firefly tables' direct
+  counters) with --tags tag rules and --flows firefly entries installed.
+
+Prints figures, writes JSON to --out (default bench-results/controller.json).
+Uses p4src/build/v1model/scitags.json when p4c has built it, else the hand-built stand-in
+of the same program (tests/controller/standin_program.py); the JSON says which.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from p4.v1 import p4runtime_pb2  # noqa: E402
+
+from controller import launcher  # noqa: E402
+from controller.config import load_config  # noqa: E402
+from controller.drivers.base import FlowKey, FlowRule, TagRule  # noqa: E402
+from controller.drivers.p4runtime import P4RuntimeDriver, T_FF  # noqa: E402
+from controller.runtime import build  # noqa: E402
+from controller.topology import SwitchSpec  # noqa: E402
+from scitags_core.firefly_build import build_firefly  # noqa: E402
+
+BUILD = ROOT / "p4src/build/v1model"
+
+
+def program() -> tuple[Path, Path, str]:
+    if (BUILD / "scitags.json").is_file() and (BUILD / "scitags.p4info.txtpb").is_file():
+        return BUILD / "scitags.p4info.txtpb", BUILD / "scitags.json", "compiled"
+    from tests.controller.standin_program import write
+    path = write(Path(tempfile.gettempdir()) / f"scitags-standin-bench-{os.getpid()}.json")
+    return ROOT / "tests/controller/data/scitags.p4info.txtpb", path, "hand-built stand-in (p4c absent)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_switch(kind: str, device_id: int, log_dir: Path):
+    spec = SwitchSpec(f"bench{device_id}", device_id, free_port(), 255, "p4")
+    return spec, launcher.launch(kind, spec, log_dir)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def entry_present(obs: P4RuntimeDriver, key: FlowKey) -> bool:
+    ent = p4runtime_pb2.Entity()
+    ent.table_entry.CopyFrom(obs._flow_entry(key))
+    try:
+        return bool(obs.client.read([ent]))
+    except Exception:  # noqa: BLE001 - NOT_FOUND from some servers
+        return False
+
+
+def firefly(i: int, state: str = "start") -> tuple[FlowKey, bytes]:
+    sport = 1024 + i % 60000
+    dst = str(ipaddress.IPv4Address("127.0.2.0") + i // 60000)
+    key = FlowKey.of("127.0.0.1", dst, "tcp", sport, 1094)
+    return key, build_firefly(state=state, src_ip="127.0.0.1", dst_ip=dst, src_port=sport,
+                              dst_port=1094, experiment_id=3, activity_id=2)
+
+
+def bench_fireflies(kind: str, p4info: Path, dev: Path, tmp: Path, n_lat: int, n_sus: int) -> dict:
+    spec, proc = start_switch(kind, 1, tmp / "logs")
+    rt = None
+    try:
+        cfg = load_config(None, {
+            "grpc_addr": spec.grpc_addr, "device_id": spec.device_id, "launch": "never",
+            "state_dir": str(tmp / f"state-{kind}"), "firefly_listen": "127.0.0.1:0",
+            "p4info": str(p4info), "device_config": str(dev), "poll_interval_s": 3600,
+            "firefly.rate_per_source": 1e9, "firefly.burst": 1e9, "firefly.max_flows": 65536,
+            "firefly.idle_timeout_s": 600})
+        rt = build(cfg, with_api=False)
+        rt.start()
+        if not rt.controller.wait_ready(60):
+            raise RuntimeError(f"{kind}: controller not ready: {rt.controller.status()}")
+        obs = P4RuntimeDriver("obs", spec.device_id, spec.grpc_addr, p4info, dev, election_id=(0, 1))
+        obs.connect()
+        addr = rt.controller.udp_receiver.address
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        lat = []
+        for i in range(n_lat):
+            key, data = firefly(i)
+            t0 = time.perf_counter()
+            sock.sendto(data, addr)
+            while not entry_present(obs, key):
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError(f"{kind}: entry {key} not readable after 10 s")
+            lat.append((time.perf_counter() - t0) * 1000)
+        base = rt.controller.stats["flows_installed"]
+        items = [firefly(n_lat + i) for i in range(n_sus)]
+        t0 = time.perf_counter()
+        for i, (_, data) in enumerate(items):
+            sock.sendto(data, addr)
+            if i % 200 == 199:
+                time.sleep(0.001)  # keep the socket buffer from overflowing
+        deadline = t0 + 300
+        while rt.controller.stats["flows_installed"] - base < n_sus and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        took = time.perf_counter() - t0
+        done = rt.controller.stats["flows_installed"] - base
+        on_switch = len(obs.installed_flows())
+        obs.close()
+        sock.close()
+        return {"latency_ms": {"n": n_lat, "p50": round(pct(lat, 50), 2), "p99": round(pct(lat, 99), 2),
+                               "mean": round(statistics.fmean(lat), 2), "max": round(max(lat), 2)},
+                "sustained": {"sent": n_sus, "installed": done, "seconds": round(took, 3),
+                              "fireflies_per_s": round(done / took, 1), "entries_on_switch": on_switch}}
+    finally:
+        if rt is not None:
+            rt.stop()
+        launcher.terminate([proc])
+
+
+def bench_counter_read(kind: str, p4info: Path, dev: Path, tmp: Path, n_tags: int, n_flows: int) -> dict:
+    spec, proc = start_switch(kind, 2, tmp / "logs")
+    try:
+        d = P4RuntimeDriver("scale", spec.device_id, spec.grpc_addr, p4info, dev)
+        d.connect()
+        d.ensure_pipeline()
+        rules, tag = [], 1
+        for exp in range(1, 512):
+            for act in [None, *range(0, 63)]:
+                if tag > n_tags:
+                    break
+                rules.append(TagRule(tag, exp, act))
+                tag += 1
+        t0 = time.perf_counter()
+        d.sync_tags(rules)
+        tags_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        updates = []
+        for i in range(n_flows):
+            key = FlowKey(ipaddress.IPv4Address("10.0.0.0") + i, ipaddress.IPv4Address("10.128.0.1"), 6, 1000 + i % 50000, 443)
+            u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
+            u.entity.table_entry.CopyFrom(d._flow_entry(key, FlowRule(key, 3, 2, 0)))
+            updates.append(u)
+        d.client.write_updates(updates, batch=2000)
+        flows_s = time.perf_counter() - t0
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            snap = d.read_counters()
+            runs.append(time.perf_counter() - t0)
+        assert len(snap.flows) == n_flows, (len(snap.flows), n_flows)
+        d.close()
+        return {"tags": len(rules), "flows": n_flows, "install_tags_s": round(tags_s, 3),
+                "install_flows_s": round(flows_s, 2),
+                "read_all_counters_s": {"median": round(statistics.median(runs), 3),
+                                        "runs": [round(r, 3) for r in runs]}}
+    finally:
+        launcher.terminate([proc])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench-results/controller.json")
+    ap.add_argument("--targets", default="soft,bmv2", help="comma list of soft, bmv2 (bmv2 skipped when absent)")
+    ap.add_argument("--latency-n", type=int, default=200)
+    ap.add_argument("--sustained-n", type=int, default=2000)
+    ap.add_argument("--tags", type=int, default=4096 - 1, help="tag rules (cells 1..4095)")
+    ap.add_argument("--flows", type=int, default=65536)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    args = ap.parse_args()
+    if args.quick:
+        args.latency_n, args.sustained_n, args.tags, args.flows = 20, 200, 200, 2000
+    logging.basicConfig(level=logging.WARNING)
+    p4info, dev, which = program()
+    results: dict = {"program": which, "targets": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-controller-") as tmpdir:
+        tmp = Path(tmpdir)
+        for kind in [t.strip() for t in args.targets.split(",") if t.strip()]:
+            if kind == "bmv2" and not os.access(launcher.switch_binary("bmv2"), os.X_OK):
+                results["targets"][kind] = {"skipped": "BMv2 simple_switch_grpc not installed"}
+                print(f"{kind}: skipped (not installed)")
+                continue
+            out = results["targets"][kind] = {}
+            try:
+                out["fireflies"] = bench_fireflies(kind, p4info, dev, tmp, args.latency_n, args.sustained_n)
+                f = out["fireflies"]
+                print(f"{kind}: firefly->entry latency p50 {f['latency_ms']['p50']} ms, "
+                      f"p99 {f['latency_ms']['p99']} ms (n={args.latency_n}); sustained "
+                      f"{f['sustained']['fireflies_per_s']} fireflies/s into entries "
+                      f"({f['sustained']['installed']}/{args.sustained_n})", flush=True)
+                out["counter_read"] = bench_counter_read(kind, p4info, dev, tmp, args.tags, args.flows)
+                c = out["counter_read"]
+                print(f"{kind}: read all counters with {c['tags']} tags + {c['flows']} flows: "
+                      f"{c['read_all_counters_s']['median']} s (median of 3); installing the flows "
+                      f"took {c['install_flows_s']} s", flush=True)
+            except Exception as exc:  # noqa: BLE001 - report, go on with the next target
+                out["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{kind}: failed: {out['error']}", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"figures written to {args.out}")
+    return 1 if any("error" in v for v in results["targets"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""`controller counters` / `controller flows` / `controller status`: ask the running
+controller through its local HTTP API."""
+from __future__ import annotations
+
+import argparse
+import sys
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from controller.errors import ExitCode
+from controller.output import print_json, print_table
+
+DEFAULT_API = "127.0.0.1:9180"
+
+
+class ApiUnavailable(Exception):
+    pass
+
+
+def api_get(api: str, path: str, params: dict | None = None, timeout: float = 10.0) -> dict:
+    query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+    base = api if api.startswith("http") else f"http://{api}"
+    url = f"{base}{path}" + (f"?{query}" if query else "")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local API
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raise ApiUnavailable(f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiUnavailable(f"no controller API at {base} ({reason}); is `controller start` running?") from None
+
+
+def _human(n: float) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.0f}{unit}" if unit == "" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}P"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("counters", help="packets, bytes and rate per experiment and activity",
+                       description="Counts from the running controller, per switch, experiment, "
+                       "activity and source (flowlabel tag / firefly flow), plus the buckets.")
+    c.add_argument("--switch", help="only this switch")
+    c.add_argument("--experiment", help="only this experiment (name or id)")
+    c.add_argument("--activity", help="only this activity (name or id)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--api", default=DEFAULT_API, help=f"controller API HOST:PORT (default {DEFAULT_API})")
+    c.set_defaults(func=run_counters)
+
+    f = sub.add_parser("flows", help="live and recent firefly flows with their bytes")
+    f.add_argument("--recent", type=int, default=20, help="how many ended flows to show (default 20)")
+    f.add_argument("--json", action="store_true", help="machine-readable output")
+    f.add_argument("--api", default=DEFAULT_API, help=f"controller API HOST:PORT (default {DEFAULT_API})")
+    f.set_defaults(func=run_flows)
+
+    s = sub.add_parser("status", help="switches, registry and firefly protection of the running controller")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--api", default=DEFAULT_API, help=f"controller API HOST:PORT (default {DEFAULT_API})")
+    s.set_defaults(func=run_status)
+
+
+def _query(args: argparse.Namespace, path: str, params: dict | None = None) -> dict | None:
+    """The API's answer, or None after printing why there is none."""
+    try:
+        return api_get(args.api, path, params)
+    except ApiUnavailable as exc:
+        print(f"controller: {exc}", file=sys.stderr)
+        return None
+
+
+def run_counters(args: argparse.Namespace) -> int:
+    data = _query(args, "/api/v1/counters", {"switch": args.switch, "experiment": args.experiment,
+                                             "activity": args.activity})
+    if data is None:
+        return ExitCode.FAILURE
+    rows = data["counters"]
+    if args.json:
+        print_json(rows)
+        return ExitCode.OK
+    table = []
+    for r in rows:
+        if r["source"] == "bucket":
+            what = ("(bucket)", r["bucket"], "")
+        else:
+            exp = f"{r['experiment']} ({r['experiment_id']})"
+            act = r["activity"] if r["activity_id"] is None else f"{r['activity']} ({r['activity_id']})"
+            what = (exp, act, r["source"])
+        table.append([r["switch"], *what, r["packets"], r["bytes"], _human(r["rate_bps"]) + "b/s",
+                      r["registry"]])
+    print_table(["SWITCH", "EXPERIMENT", "ACTIVITY", "SOURCE", "PACKETS", "BYTES", "RATE", "REGISTRY"], table)
+    return ExitCode.OK
+
+
+def run_flows(args: argparse.Namespace) -> int:
+    data = _query(args, "/api/v1/flows", {"recent": args.recent})
+    if data is None:
+        return ExitCode.FAILURE
+    if args.json:
+        print_json(data)
+        return ExitCode.OK
+    now = time.time()
+    rows = []
+    for f in data["live"]:
+        rows.append(["live", f["flow"], f"{f['experiment_name'] or '?'}/{f['activity_name'] or '?'}",
+                     f["state"], ",".join(f["installed_on"]), f["packets"], f["bytes"],
+                     f"{now - f['last_seen']:.0f}s ago"])
+    for f in data["recent"]:
+        rows.append([f"ended:{f['end_reason']}", f["flow"],
+                     f"{f['experiment_name'] or '?'}/{f['activity_name'] or '?'}", "end",
+                     ",".join(sorted(f["per_switch"])), f["packets"], f["bytes"],
+                     f"{now - f['ended']:.0f}s ago"])
+    print_table(["STATUS", "FLOW", "EXPERIMENT/ACTIVITY", "STATE", "SWITCHES", "PACKETS", "BYTES", "SEEN"], rows)
+    return ExitCode.OK
+
+
+def run_status(args: argparse.Namespace) -> int:
+    data = _query(args, "/api/v1/status")
+    if data is None:
+        return ExitCode.FAILURE
+    if args.json:
+        print_json(data)
+        return ExitCode.OK
+    reg = data.get("registry") or {}
+    print(f"registry {reg.get('identity')} ({reg.get('tags')} tag rules), {data['flows_live']} live flows")
+    print_table(["SWITCH", "STATUS", "PRIMARY", "SYNCS", "PUSHES", "ERROR"],
+                [[n, s["status"], s["primary"], s["syncs"], s["pipeline_pushes"], s["error"] or ""]
+                 for n, s in data["switches"].items()])
+    ff = data["fireflies"]
+    print(f"fireflies accepted {ff['accepted']}, refused: " +
+          ", ".join(f"{k} {v}" for k, v in ff["refused"].items() if v) or "none")
+    return ExitCode.OK

@@ -1,0 +1,126 @@
+"""Assemble a running controller from settings: topology, switch processes, drivers,
+registry, SQLite store, controller threads and the HTTP API (used by `controller start`,
+the tests and the benchmark)."""
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller import launcher
+from controller.api import ApiServer
+from controller.app import Controller
+from controller.config import ConfigError, ControllerConfig, split_addr
+from controller.drivers.base import SwitchDriver
+from controller.drivers.p4runtime import P4RuntimeDriver
+from controller.p4runtime_client import TLSOptions
+from controller.store import Store
+from controller.topology import SwitchSpec, Topology, load_topology
+from scitags_core.paths import state_dir as default_state_dir
+from scitags_core.registry import Registry
+from scitags_core.registry_store import RegistryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: ControllerConfig
+    topology: Topology
+    controller: Controller
+    api: ApiServer | None
+    store: Store
+    launched: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.controller.start()
+        if self.api is not None:
+            self.api.start()
+
+    def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        self.controller.stop()
+        self.store.close()
+        launcher.terminate(self.launched)
+
+
+def make_topology(cfg: ControllerConfig) -> Topology:
+    if cfg.topology:
+        return load_topology(cfg.topology)
+    host, port = split_addr(cfg.grpc_addr, "--grpc-addr")
+    return Topology.single_switch(cfg.device_id, port, cfg.cpu_port, host)
+
+
+def registry_functions(cfg: ControllerConfig, state: Path):
+    """(load at start, refresh later). A pinned FILE or URL is fetched and made the active
+    registry; without one, the persisted active registry (or the shipped default)."""
+    store = RegistryStore(state / "registry")
+
+    def fetch() -> Registry:
+        if not cfg.registry:
+            return store.load()
+        src = cfg.registry
+        result = store.refresh(url=src) if src.startswith(("http://", "https://")) else store.refresh(file=src)
+        if not result.ok:
+            raise RuntimeError(result.message)
+        return result.registry
+
+    def load() -> Registry:
+        try:
+            return fetch()
+        except RuntimeError as exc:
+            if cfg.registry and not cfg.registry.startswith(("http://", "https://")):
+                raise ConfigError(str(exc)) from None
+            log.warning("registry %s unavailable (%s): using the persisted one", cfg.registry, exc)
+            return store.current
+
+    return load, fetch
+
+
+def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
+    if spec.kind == "ovs":
+        from controller.drivers import openflow  # another engineer's driver
+        return openflow.make_driver(spec, cfg)  # type: ignore[attr-defined]
+    tls = TLSOptions(cfg.tls.cacert, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
+    election = (0, cfg.election_id) if cfg.election_id is not None else None
+    return P4RuntimeDriver(spec.name, spec.device_id, spec.grpc_addr, cfg.p4info, cfg.device_config,
+                           spec.cpu_port, election, tls)
+
+
+def build(cfg: ControllerConfig, with_api: bool = True) -> Runtime:
+    for what, path in (("P4Info", cfg.p4info), ("device config (BMv2 JSON)", cfg.device_config)):
+        if not Path(path).is_file():
+            raise ConfigError(f"{what} {path} not found: build the P4 program first (make p4) "
+                              f"or give --p4info/--device-config")
+    topo = make_topology(cfg)
+    state = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    launched: list[subprocess.Popen] = []
+    try:
+        for spec in topo.switches.values():
+            if spec.kind != "p4" or cfg.launch == "never":
+                continue
+            up = launcher.is_listening(spec.grpc_host, spec.grpc_port)
+            if cfg.launch == "always" and up:
+                raise ConfigError(f"switch {spec.name}: something already listens on {spec.grpc_addr}")
+            if not up:
+                launched.append(launcher.launch(cfg.switch, spec, state / "switch-logs", cfg.switch_binary))
+            else:
+                log.info("switch %s: attaching to the switch already running at %s", spec.name, spec.grpc_addr)
+        drivers = {name: make_driver(spec, cfg) for name, spec in topo.switches.items()}
+        store = Store(state / "controller.sqlite")
+        log.info("state: SQLite %s", state / "controller.sqlite")
+        load, fetch = registry_functions(cfg, state)
+        listen = split_addr(cfg.firefly_listen, "firefly.listen") if cfg.firefly_listen else None
+        ctl = Controller(topo, drivers, store, load, cfg.firefly, cfg.poll_interval_s, cfg.mirror,
+                         listen, cfg.registry_refresh_s, fetch)
+        api = None
+        if with_api:
+            host, port = split_addr(cfg.api, "--api")
+            api = ApiServer(ctl, host, port)
+        return Runtime(cfg, topo, ctl, api, store, launched)
+    except BaseException:
+        launcher.terminate(launched)
+        raise

@@ -1,0 +1,1 @@
+"""Tests of scitags_core and its CLI subcommands (label, registry, firefly)."""

@@ -1,0 +1,29 @@
+"""The two switch targets behind one test interface: (driver, net) for OVS and for P4.
+
+`net` sends frames from a named host and reports what each host received, whether hosts are
+namespaces on an OVS bridge (ovslab) or veth ends of the P4 softswitch (tests/p4/dataplane).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.p4.dataplane import VethPorts
+
+
+@dataclass
+class VethNet:
+    """tests/p4/dataplane.VethPorts addressed by host name, like OvsLab."""
+
+    veth: VethPorts
+    ports: dict[str, int]
+
+    def send(self, host: str, frame: bytes, count: int = 1) -> None:
+        for _ in range(count):
+            self.veth.send(self.ports[host], frame)
+
+    def drain(self) -> None:
+        self.veth.drain()
+
+    def receive(self, timeout: float = 1.0, until: int | None = None) -> dict[str, list[bytes]]:
+        got = self.veth.receive(timeout=timeout, until=until)
+        return {host: got.get(port, []) for host, port in self.ports.items()}

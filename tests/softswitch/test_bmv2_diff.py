@@ -1,0 +1,185 @@
+"""Differential tests: the same programs, entries and frames on our engine and on BMv2
+simple_switch_grpc (the reference) must give the same frames out of the same ports and
+the same counters. Skipped when BMv2 is not installed or without root (veths)."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from diffkit import BMV2_BIN, CPU_PORT, HAVE_BMV2, Scenario, explain, run_bmv2, run_engine
+from p4json import l2_program
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Raw, raw
+
+import scitags_like
+import test_fuzz
+import test_parser_deparser as tpd
+import test_tables as tt
+import test_v1model as tv
+
+pytestmark = [
+    pytest.mark.bmv2,
+    pytest.mark.skipif(not HAVE_BMV2, reason=f"BMv2 simple_switch_grpc not installed "
+                                             f"({BMV2_BIN} absent)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for veths in a namespace"),
+]
+
+
+def check(sc: Scenario, tmp_path) -> dict:
+    ours = run_engine(sc)
+    ref = run_bmv2(sc, tmp_path)
+    assert ours["errors"] == 0
+    same = all(ours[k] == ref[k] for k in ("outputs", "counters", "direct_counters",
+                                           "registers"))
+    assert same, explain(sc, ours, ref)
+    return ours
+
+
+def b(v: int, n: int) -> bytes:
+    return v.to_bytes(n, "big")
+
+
+def test_l2_forwarding(tmp_path):
+    sc = Scenario(l2_program().build(), [1, 2, 3])
+    sc.table_add("fwd", [("exact", b(2, 6))], "set_port", [b"\x02"])
+    sc.table_add("fwd", [("exact", b(3, 6))], "set_port", [b"\x03"])
+    for dst in (2, 3, 4):
+        sc.send(1, raw(Ether(dst=b(dst, 6)) / IP() / UDP() / Raw(b"d" * 30)))
+    out = check(sc, tmp_path)
+    assert [len(o) for o in out["outputs"]] == [1, 1, 0]
+
+
+def test_match_kinds_and_priorities(tmp_path):
+    prog = tt.keyed_program([("ternary", "ethernet", "dst"), ("range", "ethernet", "etype")])
+    sc = Scenario(prog.build(), [1, 2, 3, 4, 5])
+    sc.table_add("t", [("ternary", b(0x0A0000000000, 6), b(0xFF0000000000, 6)), None],
+                 "set_port", [b"\x02"], 10)
+    sc.table_add("t", [("ternary", b(0x0A0B00000000, 6), b(0xFFFF00000000, 6)),
+                       ("range", b(0x0800, 2), b(0x08FF, 2))], "set_port", [b"\x03"], 20)
+    sc.table_add("t", [None, ("range", b(0x86DD, 2), b(0x86DD, 2))], "set_port", [b"\x04"], 5)
+    sc.table_add("t", [("ternary", b(0x01, 6), b(0x0F, 6)), None], "set_port", [b"\x05"], 1)
+    sc.table_add("t", [("ternary", b(0x11, 6), b(0xFF, 6)), None], "set_port", [b"\x02"], 1)
+    for dst, et in [(0x0A0B00000001, 0x0800), (0x0A0B00000001, 0x0900), (0x0A0000000001, 0x86DD),
+                    (0x0B0000000000, 0x86DD), (0x11, 0x9000), (0x21, 0x9000), (0x22, 0x9000)]:
+        sc.send(1, tt.frame(dst=dst, etype=et))
+    check(sc, tmp_path)
+
+
+def test_lpm_and_direct_counters(tmp_path):
+    prog = tt.keyed_program([("exact", "ethernet", "etype"), ("lpm", "ethernet", "dst")],
+                            counters=True)
+    sc = Scenario(prog.build(), [1, 2, 3])
+    e1 = sc.table_add("t", [("exact", b(0x800, 2)), ("lpm", b(0x0A0000000000, 6), 8)],
+                      "set_port", [b"\x02"])
+    e2 = sc.table_add("t", [("exact", b(0x800, 2)), ("lpm", b(0x0A0B00000000, 6), 16)],
+                      "set_port", [b"\x03"])
+    for dst in (0x0A0B0C000000, 0x0A0C00000000, 0x0A0B00000000, 0x0B0000000000):
+        sc.send(1, tt.frame(dst=dst) + b"\x00" * 20)
+    sc.read_direct_counter(e1)
+    sc.read_direct_counter(e2)
+    check(sc, tmp_path)
+
+
+def test_traffic_manager(tmp_path):
+    """Clone I2E/E2E with field lists, multicast with rid, resubmit, recirculate, drops in
+    ingress and egress, counters, registers, exit, packet_length, truncate."""
+    sc = Scenario(tv.tm_program().build(), [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    for et, action, args in [(tv.ET_FWD, "fwd", [b"\x02"]), (tv.ET_DROP, "drop_", []),
+                             (tv.ET_RESUB, "resub", []), (tv.ET_COUNT, "count_", []),
+                             (tv.ET_REG, "reg_", []), (tv.ET_EXIT, "exit_", []),
+                             (tv.ET_511, "spec511", []), (tv.ET_RECIRC, "recirc", []),
+                             (tv.ET_MCAST, "mcast", [b"\x00\x01"]),
+                             (tv.ET_CLONE, "clone_fwd", [b"\x00\x00\x00\x05", b"\x02"]),
+                             (tv.ET_TRUNC, "trunc", [b"\x00\x00\x00\x16"])]:
+        sc.table_add("act", [("exact", et.to_bytes(2, "big"))], action, args)
+    sc.table_add("eg", [("exact", b"\x03"), ("exact", b"\x00\x00\x00\x00")], "eg_drop", [])
+    sc.table_add("eg", [("exact", b"\x04"), ("exact", b"\x00\x00\x00\x00")], "eg_clone",
+                 [b"\x00\x00\x00\x08"])
+    sc.table_add("eg_r", [("exact", b"\x30")], "eg_recirc", [])
+    sc.mc_group(1, [(3, 10), (1, 10), (2, 20), (4, 30)])
+    sc.clone_session(5, [(9, 0)])
+    sc.clone_session(8, [(6, 7)])
+    for et in (tv.ET_FWD, tv.ET_DROP, tv.ET_RESUB, tv.ET_COUNT, tv.ET_COUNT, tv.ET_REG,
+               tv.ET_REG, tv.ET_EXIT, tv.ET_511, tv.ET_RECIRC, tv.ET_MCAST, tv.ET_CLONE,
+               tv.ET_TRUNC, 0x1234):
+        sc.send(5, tv.pkt(et))
+    sc.read_counter("etype_counter", tv.ET_COUNT & 0xF)
+    sc.read_register("reg", 1)
+    out = check(sc, tmp_path)
+    assert sum(len(o) for o in out["outputs"]) >= 12
+
+
+def test_parser_paths_checksums_and_errors(tmp_path):
+    sc = Scenario(tpd._checksum_program().build(), [1, 2, 9])
+    sc.send(1, raw(Ether() / IP(dst="192.0.2.1", ttl=64) / UDP() / Raw(b"data")))
+    sc.send(1, raw(Ether() / IP(dst="192.0.2.1", ttl=1, chksum=0x1234) / UDP()))
+    sc.send(1, raw(Ether() / IP(dst="192.0.2.1", ihl=6, options=[]) / UDP()))
+    sc.send(1, raw(Ether(type=0x86DD) / Raw(b"not ipv4 at all")))
+    sc.send(1, raw(Ether() / IP())[:20])
+    check(sc, tmp_path)
+    sc = Scenario(tpd._error_program().build(), [1] + list(range(10, 18)))
+    full = raw(Ether(dst="00:00:00:00:00:0a") / IP(dst="10.0.0.1") / UDP())
+    for n in (len(full), 14, 20, 33, 34):
+        sc.send(1, full[:n])
+    check(sc, tmp_path)
+
+
+def test_fuzz_program_random_frames(tmp_path):
+    """The fuzzing program on BMv2 and on the engine, with random and truncated frames."""
+    rnd = random.Random(4242)
+    sc = Scenario(test_fuzz.fuzz_program().build(), [1, 2, 3])
+    sc.clone_session(1, [(3, 0)])
+    bases = [raw(Ether() / IP(ihl=6, options=[]) / UDP() / Raw(b"o" * 8)),
+             raw(Ether() / Dot1Q(vlan=5) / IPv6(fl=0xABCDE) / UDP() / Raw(b"y" * 20)),
+             raw(Ether() / Dot1Q() / IP() / UDP()),
+             raw(Ether() / IPv6(fl=0x12345) / UDP(dport=10514) / Raw(b"ok")),
+             raw(Ether() / IP(ihl=15) / UDP() / Raw(b"x" * 60))]
+    for _ in range(40):
+        base = rnd.choice(bases)
+        f = base[:rnd.randint(14, len(base))]
+        if rnd.random() < 0.3:
+            f = f[:14] + bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 60)))
+        sc.send(1, f)
+    check(sc, tmp_path)
+
+
+def test_scitags_like_program(tmp_path):
+    sc = Scenario(scitags_like.program(), [1, 2, 3])
+    for port in (1, 2, 3):
+        sc.table_add("ingress.l2_forward", [("exact", b(port, 6))], "ingress.set_egress_port",
+                     [b(port, 2)])
+    tag = sc.table_add("ingress.scitag_policy", [("exact", b(37, 2)), ("ternary", b"\x05", b"\x3f")],
+                       "ingress.count_tag", [b(42, 2)], 10)
+    sc.table_add("ingress.scitag_policy", [("exact", b(300, 2)), ("ternary", b"\x00", b"\x00")],
+                 "ingress.count_tag_and_mirror", [b(43, 2), b(7, 4)], 1)
+    ff = sc.table_add("ingress.firefly_v6",
+                      [("exact", bytes.fromhex("20010db8" + "0" * 23 + "1")),
+                       ("exact", bytes.fromhex("20010db8" + "0" * 23 + "2")),
+                       ("exact", b"\x11"), ("exact", b(5555, 2)), ("exact", b(10514, 2))],
+                      "ingress.firefly_flow_v6", [b(37, 2), b"\x05"])
+    sc.mc_group(1, [(1, 0), (2, 0), (3, 0)])
+    sc.clone_session(100, [(CPU_PORT, 0)])
+    sc.clone_session(7, [(3, 0)])
+    del tag
+
+    def v6(label: int, l4, dst: int = 2) -> bytes:
+        return raw(Ether(dst=b(dst, 6), src=b(1, 6)) /
+                   IPv6(src="2001:db8::1", dst="2001:db8::2", fl=label) / l4 / Raw(b"p" * 20))
+
+    from test_scitags_program import encode_label
+    sc.send(1, v6(encode_label(37, 5), TCP()))
+    sc.send(1, v6(encode_label(300, 9), TCP()))
+    sc.send(1, v6(encode_label(5, 1), UDP()))
+    sc.send(1, v6(0, UDP()))
+    sc.send(3, v6(encode_label(37, 5), UDP(sport=5555, dport=10514)))
+    sc.send(2, raw(Ether(dst="00:00:00:00:00:99", src=b(2, 6)) / IP() / UDP()))
+    sc.send(1, v6(encode_label(37, 5), TCP())[:40])
+    for i in range(6):
+        sc.read_counter("ingress.bucket_counter", i)
+    sc.read_counter("ingress.tag_counter", 42)
+    sc.read_counter("ingress.tag_counter", 43)
+    sc.read_direct_counter(ff)
+    check(sc, tmp_path)
