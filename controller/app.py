@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 TAG_CAPACITY = 4096
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+PIPELINE_CHECK_S = 5.0  # how often a synced switch's pipeline cookie is compared
 DEDUP_WINDOW_S = 2.0  # the same firefly seen by several switches and the UDP receiver
 WILDCARD_NAME = "*"
 
@@ -97,6 +98,8 @@ class SwitchState:
     resets: int = 0
     last_poll: float | None = None
     backoff: float = BACKOFF_MIN
+    cookie: int | None = None  # pipeline cookie seen at the last sync
+    last_check: float = 0.0
 
 
 class Controller:
@@ -127,6 +130,8 @@ class Controller:
         self.baselines: dict[tuple[str, str], Counts] = {}
         self._dropped_baselines: set[tuple[str, str]] = set()
         self._dirty_baselines: set[tuple[str, str]] = set()  # changed since the last save
+        self._dirty_totals: set[TotalKey] = set()  # only these are written: a backup sharing
+        # the state directory never overwrites the primary's totals with older ones
         self.rates: dict[TotalKey, tuple[float, float]] = {}  # bytes/s, packets/s
         self._events: queue.Queue = queue.Queue(maxsize=50_000)
         self._stop = threading.Event()
@@ -140,7 +145,7 @@ class Controller:
                                           "flows_removed": 0, "flows_idle": 0, "flows_ended": 0,
                                           "flows_evicted": 0, "fireflies_duplicate": 0,
                                           "fireflies_end_unknown": 0, "switch_errors": 0,
-                                          "registry_refreshes": 0})
+                                          "registry_refreshes": 0, "worker_errors": 0})
         self.started_at = time.time()
         self.primary_ever = False
 
@@ -284,11 +289,32 @@ class Controller:
                     self._stop.wait(st.backoff)
                     st.backoff = min(st.backoff * 2, BACKOFF_MAX)
                     continue
+            elif st.ready and time.monotonic() - st.last_check >= PIPELINE_CHECK_S:
+                self._check_pipeline(st)
             st.wake.wait(1.0)
+
+    def _check_pipeline(self, st: SwitchState) -> None:
+        """Pipeline replaced under us (another client pushed one): re-sync everything."""
+        st.last_check = time.monotonic()
+        probe = getattr(st.driver, "pipeline_cookie", None)
+        if probe is None:
+            return
+        try:
+            cookie = probe()
+        except (SwitchUnreachable, DriverError) as exc:
+            log.warning("switch %s: pipeline check failed: %s", st.name, exc)
+            return
+        if cookie != st.cookie:
+            log.warning("switch %s: pipeline changed (cookie %s, expected %s): re-syncing",
+                        st.name, cookie, st.cookie)
+            st.ready = False
+            st.wake.set()
 
     def full_sync(self, st: SwitchState) -> None:
         """Pipeline (if needed), forwarding, tags and flows on one switch."""
         d, topo = st.driver, self.topology
+        if not self.primary_ever:
+            self._reload_counts()  # a backup taking over may share the primary's state dir
         with st.lock:
             st.status = "syncing"
             pushed = d.ensure_pipeline()
@@ -304,16 +330,29 @@ class Controller:
             d.set_forwarding(topo.mac_table(st.name), topo.flood_ports(st.name), cpu,
                              topo.monitor_port(st.name))
             self._sync_tags_on(st, self._tag_rules())
-            self._reconcile_flows(st, adopt=st.first_sync and not pushed)
+            others = self._reconcile_flows(st, adopt=st.first_sync and not pushed)
             st.first_sync = False
+            probe = getattr(d, "pipeline_cookie", None)
+            st.cookie = probe() if probe is not None else None
+            st.last_check = time.monotonic()
             st.syncs += 1
             st.status, st.error, st.ready = "ready", None, True
             self.primary_ever = True
+        for other, flow in others:
+            if self.switches[other].ready:
+                self._install_on(self.switches[other], flow)
         log.info("switch %s: in sync (pipeline %s, %d tags, %d flows)", st.name,
                  "pushed" if pushed else "kept", len(self.tags),
                  sum(1 for f in self.flows.values() if st.name in f.installed))
 
-    def _reconcile_flows(self, st: SwitchState, adopt: bool) -> None:
+    def _reload_counts(self) -> None:
+        with self._counts_lock:
+            if self._dirty_totals or self._dirty_baselines:
+                return  # this instance has counted already: its own view is newer
+            self.totals = self.store.load_totals()
+            self.baselines = self.store.load_baselines()
+
+    def _reconcile_flows(self, st: SwitchState, adopt: bool) -> list[tuple[str, LiveFlow]]:
         on_switch = st.driver.installed_flows()
         now = time.monotonic()
         with self._flows_lock:
@@ -340,11 +379,10 @@ class Controller:
                     st.driver.install_flow(self._flow_rule(flow))
                     flow.installed[st.name] = now
                     self._drop_baseline(st.name, _flow_cell(key))
-            if adopt:  # adopted flows also go to the other switches on their path
-                for flow in self.flows.values():
-                    for other in flow.path:
-                        if other not in flow.installed and self.switches[other].ready:
-                            self._install_on(self.switches[other], flow)
+            # Adopted flows also go to the other switches on their path; done by the caller
+            # once this switch's lock is released (locks are never held across switches).
+            return [(other, flow) for flow in self.flows.values() for other in flow.path
+                    if other != st.name and other not in flow.installed] if adopt else []
 
     # ================= registry -> tags =================
     def _mirror_wanted(self, exp_name: str, exp_id: int, act_name: str | None, act_id: int | None) -> bool:
@@ -449,6 +487,7 @@ class Controller:
                 elif callable(item):
                     item()
             except Exception:  # noqa: BLE001 - the worker must survive anything
+                self.stats["worker_errors"] += 1
                 log.exception("firefly worker: unexpected error on %r", type(item).__name__)
 
     def handle_record(self, rec: FireflyRecord, sender: str, via: str) -> str:
@@ -606,7 +645,8 @@ class Controller:
     def apply_snapshot(self, st: SwitchState, snap: CounterSnapshot, epoch: int, started: float) -> None:
         dt = None if st.last_poll is None else max(snap.taken_at - st.last_poll, 1e-6)
         deltas: dict[TotalKey, Counts] = collections.defaultdict(Counts)
-        with self._counts_lock:
+        # Lock order everywhere: switch lock, then flows, then counts.
+        with self._flows_lock, self._counts_lock:
             reg = self.registry.identity if self.registry else ""
             if epoch == st.tag_epoch:  # tags changed during the read: skip this round
                 for tag_id, meta in self.tags.items():
@@ -620,17 +660,16 @@ class Controller:
                 d = self._delta(st.name, f"bucket:{name}", snap.buckets.get(name, Counts()))
                 if d.packets or d.bytes:
                     deltas[TotalKey(st.name, "bucket", -1, -1, name, "", reg)] += d
-            with self._flows_lock:
-                for key, cur in snap.flows.items():
-                    flow = self.flows.get(key)
-                    if flow is None or flow.installed.get(st.name, float("inf")) > started:
-                        continue  # removed or (re)installed during the read: its counts are stale
-                    flow.counts[st.name] = cur
-                    d = self._delta(st.name, _flow_cell(key), cur)
-                    if d.packets or d.bytes:
-                        deltas[self._flow_total_key(st.name, flow)] += d
+            for key, cur in snap.flows.items():
+                flow = self.flows.get(key)
+                if flow is None or flow.installed.get(st.name, float("inf")) > started:
+                    continue  # removed or (re)installed during the read: its counts are stale
+                flow.counts[st.name] = cur
+                d = self._delta(st.name, _flow_cell(key), cur)
+                if d.packets or d.bytes:
+                    deltas[self._flow_total_key(st.name, flow)] += d
             for k, d in deltas.items():
-                self.totals[k] = self.totals.get(k, Counts()) + d
+                self._add_total(k, d)
             if dt is not None:
                 for k in list(self.rates):
                     if k.switch == st.name and k not in deltas:
@@ -660,8 +699,12 @@ class Controller:
             d = self._delta(switch, _flow_cell(flow.key), final)
             if d.packets or d.bytes:
                 k = self._flow_total_key(switch, flow)
-                self.totals[k] = self.totals.get(k, Counts()) + d
+                self._add_total(k, d)
             self._drop_baseline(switch, _flow_cell(flow.key))
+
+    def _add_total(self, key: TotalKey, d: Counts) -> None:
+        self.totals[key] = self.totals.get(key, Counts()) + d
+        self._dirty_totals.add(key)
 
     def _drop_baseline(self, switch: str, cell: str) -> None:
         with self._counts_lock:
@@ -671,17 +714,17 @@ class Controller:
 
     def _forget_baselines(self, switch: str) -> None:
         """The switch lost its state: every cell starts again from zero."""
-        with self._counts_lock:
+        with self._flows_lock, self._counts_lock:
             for k in [k for k in self.baselines if k[0] == switch]:
                 self._drop_baseline(*k)
-            with self._flows_lock:
-                for flow in self.flows.values():
-                    flow.installed.pop(switch, None)
-                    flow.counts.pop(switch, None)
+            for flow in self.flows.values():
+                flow.installed.pop(switch, None)
+                flow.counts.pop(switch, None)
 
     def save(self) -> None:
         with self._counts_lock:
-            totals = dict(self.totals)
+            totals = {k: self.totals[k] for k in self._dirty_totals}
+            self._dirty_totals = set()
             baselines = {k: self.baselines[k] for k in self._dirty_baselines if k in self.baselines}
             dropped, self._dropped_baselines = self._dropped_baselines, set()
             self._dirty_baselines = set()
@@ -729,7 +772,8 @@ class Controller:
             "switches": {n: {"status": st.status, "error": st.error, "ready": st.ready,
                              "primary": getattr(st.driver, "is_primary", None), "syncs": st.syncs,
                              "pipeline_pushes": st.pipeline_pushes, "resets": st.resets,
-                             "last_poll": st.last_poll}
+                             "last_poll": st.last_poll,
+                             "driver": dict(getattr(st.driver, "stats", {}))}
                          for n, st in self.switches.items()},
             "flows_live": len(self.flows),
             "stats": dict(self.stats),

@@ -83,6 +83,10 @@ def run_counters(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return ExitCode.OK
+    if not rows:
+        print("no traffic counted yet" + (" (for these filters)" if args.switch or args.experiment
+                                          or args.activity else ""))
+        return ExitCode.OK
     table = []
     for r in rows:
         if r["source"] == "bucket":
@@ -132,6 +136,6 @@ def run_status(args: argparse.Namespace) -> int:
                 [[n, s["status"], s["primary"], s["syncs"], s["pipeline_pushes"], s["error"] or ""]
                  for n, s in data["switches"].items()])
     ff = data["fireflies"]
-    print(f"fireflies accepted {ff['accepted']}, refused: " +
-          ", ".join(f"{k} {v}" for k, v in ff["refused"].items() if v) or "none")
+    refused = ", ".join(f"{k} {v}" for k, v in ff["refused"].items() if v) or "none"
+    print(f"fireflies accepted {ff['accepted']}, refused: {refused}")
     return ExitCode.OK

@@ -133,20 +133,27 @@ class Store:
             used = set(current.values())
             missing = [p for p in wanted if p not in current]
             free = (i for i in range(reserved, capacity) if i not in used)
+            wanted_set = set(wanted)
             stale = [row for row in self._db.execute(
                 "SELECT experiment_id, activity_id, tag_id FROM tag_ids ORDER BY assigned").fetchall()
-                if (row[0], None if row[1] < 0 else row[1]) not in set(wanted)]
+                if (row[0], None if row[1] < 0 else row[1]) not in wanted_set]
             now = time.time()
-            for pair in missing:
-                tag = next(free, None)
-                if tag is None:
-                    if not stale:
-                        raise ValueError(f"more than {capacity - reserved} tags: no counter cell left")
-                    e, a, tag = stale.pop(0)
-                    self._db.execute("DELETE FROM tag_ids WHERE experiment_id=? AND activity_id=?", (e, a))
-                self._db.execute("INSERT INTO tag_ids VALUES (?,?,?,?)",
-                                 (pair[0], -1 if pair[1] is None else pair[1], tag, now))
-                current[pair] = tag
+            self._db.execute("BEGIN")
+            try:
+                for pair in missing:
+                    tag = next(free, None)
+                    if tag is None:
+                        if not stale:
+                            raise ValueError(f"more than {capacity - reserved} tags: no counter cell left")
+                        e, a, tag = stale.pop(0)
+                        self._db.execute("DELETE FROM tag_ids WHERE experiment_id=? AND activity_id=?", (e, a))
+                    self._db.execute("INSERT INTO tag_ids VALUES (?,?,?,?)",
+                                     (pair[0], -1 if pair[1] is None else pair[1], tag, now))
+                    current[pair] = tag
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         return {p: current[p] for p in wanted}
 
     # ---- flow history ----

@@ -129,16 +129,20 @@ def marker_base() -> list[str]:
 def check(ctl: ControllerProcess, path: list[str], results: list[dict], r4: dict) -> None:
     rows = ctl.counters()
     problems = []
+    def counted(sw: str, source: str, exp: str, act: str) -> int:
+        return sum(x["bytes"] for x in rows if x["switch"] == sw and x.get("source") == source
+                   and str(x.get("experiment", "")).lower() == exp
+                   and str(x.get("activity", "")).lower() == act.lower())
+
     for sw in path:
         for (exp, act), r in zip(MARKED, results):
-            got = sum(x["bytes"] for x in rows if x["switch"] == sw and x.get("source") != "bucket"
-                      and str(x.get("experiment", "")).lower() == exp
-                      and str(x.get("activity", "")).lower() == act.lower())
+            got = counted(sw, "flowlabel", exp, act)
             if got < r["sent_bytes"]:
-                problems.append(f"{sw}: {exp}/{act} counted {got} bytes, host sent {r['sent_bytes']}")
-        ff = sum(x["bytes"] for x in rows if x["switch"] == sw and x.get("source") == "firefly")
-        if ff < r4["sent_bytes"]:
-            problems.append(f"{sw}: firefly flows counted {ff} bytes, IPv4 host sent {r4['sent_bytes']}")
+                problems.append(f"{sw}: {exp}/{act} flow-label count {got} bytes < {r['sent_bytes']} sent")
+        got = counted(sw, "firefly", *FIREFLY_ONLY)
+        if got < r4["sent_bytes"]:
+            problems.append(f"{sw}: firefly flow {'/'.join(FIREFLY_ONLY)} counted {got} bytes "
+                            f"< {r4['sent_bytes']} sent over IPv4")
     if problems:
         raise TrafficError("counters do not match the traffic:\n  " + "\n  ".join(problems))
     say("counters match: each experiment counted on every switch of the path, "

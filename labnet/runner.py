@@ -30,7 +30,7 @@ def prerequisites(switch: str, need_traffic: bool) -> list[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root (Mininet needs network namespaces): run with sudo")
-    for tool in ("ip", "ethtool") + (("iperf3", "nft") if need_traffic else ()):
+    for tool in ("ip",) + (("iperf3", "nft") if need_traffic else ()):
         if shutil.which(tool) is None:
             missing.append(f"{tool} not on PATH")
     for name in ("scitags.json", "scitags.p4info.txtpb"):

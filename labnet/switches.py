@@ -118,6 +118,8 @@ class P4ProcessSwitch(Switch):
                 raise SwitchStartError(f"{self.name}: {argv[0]} exited with {self.proc.returncode}; "
                                        f"log {self.log_path}:\n{_tail(self.log_path)}")
             if port_open("127.0.0.1", self.grpc_port):
+                if self.on_pid is not None:  # again: now the command line is readable
+                    self.on_pid(self.name, self.proc.pid)
                 return
             time.sleep(0.1)
         raise SwitchStartError(f"{self.name}: no gRPC server on 127.0.0.1:{self.grpc_port} after "

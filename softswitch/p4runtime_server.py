@@ -13,6 +13,23 @@ BMv2 JSON), Write (CONTINUE_ON_ERROR batches, per-update p4.v1.Error details), R
 notifications, stream errors), Capabilities. Status codes follow p4lang/PI, the server
 BMv2 runs; softswitch/p4rt/ holds the pieces. A handler never lets an exception escape:
 bad input gets the code PI gives it, a bug gets INTERNAL with its message and is logged.
+server.stats counts requests refused, by RPC and code, and packet I/O.
+
+PI's answers worth knowing: a full table is UNKNOWN (PI maps every target failure to it),
+an unknown table / action id is INVALID_ARGUMENT ("Invalid P4 id"), non-canonical
+bytestrings are accepted when the value fits, RECONCILE_AND_COMMIT fails on programs with
+indirect counters (PI replays their cells as INSERTs). tests/softswitch/
+test_p4runtime_bmv2.py checks these against simple_switch_grpc. Where this server differs:
+  - registers are read and written (BMv2: UNIMPLEMENTED); action profiles, meters, digests
+    and value sets are UNIMPLEMENTED (the engine has none);
+  - a bad or refused packet-out always gets a StreamError (PI: only when enabled through
+    its ServerConfig service, and packet-outs from backups are dropped silently);
+  - roles are arbitrated separately (PI ignores them);
+  - VERIFY_AND_SAVE switches the engine at once (BMv2 forwards with the old program until
+    COMMIT; the P4Runtime state switches at once in both);
+  - LPM / range don't-care checks follow the spec for fields whose width is not a multiple
+    of 8 (PI's byte arithmetic differs there);
+  - reads larger than 16384 entities come in several ReadResponse messages.
 """
 from __future__ import annotations
 

@@ -182,6 +182,7 @@ class ScitagsAgent(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev: Any) -> None:
         dp = ev.datapath
+        LOG.debug("datapath %s at %s: state %s", dp.id, dp.address, ev.state)
         if ev.state == MAIN_DISPATCHER:
             self._enable_async(dp)
             self.dp = dp

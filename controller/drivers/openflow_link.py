@@ -21,7 +21,8 @@ from controller.drivers import openflow_wire as wire
 LOG = logging.getLogger(__name__)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # Patch first, import the agent after: nothing in the child may see unpatched sockets.
-BOOTSTRAP = ("from os_ken.lib import hub; hub.patch(thread=True); "
+BOOTSTRAP = ("import warnings; warnings.filterwarnings('ignore', 'Eventlet is deprecated'); "
+             "import eventlet; eventlet.monkey_patch(); "
              "from controller.drivers.openflow_agent import main; main()")
 
 
@@ -43,6 +44,9 @@ class AgentLink:
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+        # os-ken 4 defaults to its "native" (threading) hub, whose kill() is a no-op: a lost
+        # switch connection then never reaches DEAD_DISPATCHER. Its eventlet hub works.
+        env["OSKEN_HUB_TYPE"] = "eventlet"
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, "--fd", str(theirs.fileno()),

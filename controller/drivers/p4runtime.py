@@ -159,6 +159,17 @@ class P4RuntimeDriver(SwitchDriver):
             return None, None
         return (cfg.cookie.cookie if cfg.HasField("cookie") else None), cfg.p4info
 
+    def pipeline_cookie(self) -> int | None:
+        """The cookie of the pipeline the switch runs now (None: none or no cookie)."""
+        client = self._require()
+        try:
+            cfg = client.get_pipeline(p4runtime_pb2.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                return None
+            raise SwitchUnreachable(self.name, f"GetForwardingPipelineConfig: {exc.code().name}") from None
+        return cfg.cookie.cookie if cfg.HasField("cookie") else None
+
     def ensure_pipeline(self) -> bool:
         client = self._require()
         cookie, p4info = self.running_pipeline()

@@ -329,12 +329,18 @@ def test_spoofed_and_malformed_fireflies(one_switch):
     for _ in range(3):
         send_firefly(rt, "ongoing", H1["ipv4"], H2["ipv4"], 100, 1094, CMS, 1)
 
+    # a malformed firefly in band (crossing the switch): counted too, the packet still forwarded
+    junk = bytes(Ether(src=H1["mac"], dst=H2["mac"]) / IP(src=H1["ipv4"], dst=H2["ipv4"])
+                 / UDP(sport=5, dport=10514) / b"<134>1 - - - - firefly-json - {not json")
+    send_all(sw, 1, [junk])
+
     def refused():
         return api(rt, "/api/v1/fireflies")["refused"]
-    wait_until(lambda: refused()["rate-limited"] >= 1, what="rate limiting")
+    wait_until(lambda: refused()["rate-limited"] >= 1 and refused()["malformed"] == 3, what="refusals")
     r = refused()
     assert r["sender-not-endpoint"] == 1 and r["source-not-accepted"] == 1
-    assert r["malformed"] == 2 and r["table-full"] == 1
+    assert r["malformed"] == 3 and r["table-full"] == 1
+    assert api(rt, "/api/v1/fireflies")["in_band"]["rejected_total"] == 1
     assert len(ctl.flows) == 2
     obs = observer(sw)
     try:
@@ -423,3 +429,47 @@ def test_unreachable_switch_retried_while_others_work(kind, tmp_path):
             rt.stop()
         s1.stop()
         s2.stop()
+
+
+def test_failover_with_shared_state_keeps_counts(one_switch):
+    sw, start = one_switch
+    a = start(name="shared")
+    tagged = v6(flowlabel.encode_label(CMS, PERFSONAR))
+    send_all(sw, 1, [tagged] * 3)
+    assert row(counters(a), source="flowlabel", activity="perfSONAR")["packets"] == 3
+    b = start(wait=False, name="shared", api="127.0.0.1:0")
+    wait_until(lambda: b.controller.switches["s1"].status == "backup", what="b backup")
+    a.stop()
+    st = b.controller.switches["s1"]
+    wait_until(lambda: st.ready, timeout=30, what="b takes over")
+    send_all(sw, 1, [tagged])
+    assert row(counters(b), source="flowlabel", activity="perfSONAR")["packets"] == 4
+
+
+def test_pipeline_replaced_by_another_client_is_repaired(one_switch):
+    sw, start = one_switch
+    rt = start()
+    tagged = v6(flowlabel.encode_label(CMS, PERFSONAR))
+    send_all(sw, 1, [tagged] * 3)
+    counters(rt)
+    st = rt.controller.switches["s1"]
+    syncs = st.syncs
+    # An intruder with a higher election id takes over, pushes the program with another
+    # cookie (wiping every entry), and leaves.
+    from controller.drivers.p4runtime import P4RuntimeDriver
+    from tests.controller.harness import DEVICE_JSON, P4INFO
+    intruder = P4RuntimeDriver("x", sw.device_id, f"127.0.0.1:{sw.grpc_port}", P4INFO, DEVICE_JSON,
+                               election_id=(1, 0))
+    intruder.connect()
+    intruder.cookie ^= 1
+    intruder.p4info_msg.pkg_info.doc.brief = "another build"  # differs from ours
+    assert intruder.ensure_pipeline()
+    intruder.close()
+    wait_until(lambda: st.syncs > syncs and st.ready, timeout=30, what="re-sync after pipeline loss")
+    obs = observer(sw)
+    try:
+        assert len(obs._read_table("ScitagsIngress.scitag_policy")) == len(rt.controller.tags)
+    finally:
+        obs.close()
+    send_all(sw, 1, [tagged] * 2)
+    assert row(counters(rt), source="flowlabel", activity="perfSONAR")["packets"] == 5

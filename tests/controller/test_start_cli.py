@@ -13,6 +13,7 @@ import pytest
 
 from controller.drivers.p4runtime import P4RuntimeDriver
 from controller.p4runtime_client import TLSOptions
+from tests.conftest import BMV2_BIN, HAVE_BMV2
 from tests.controller.harness import DEVICE_JSON, HAVE_SOFT_CLI, P4INFO, ROOT
 from tests.p4.dataplane import free_tcp_port
 
@@ -24,12 +25,15 @@ def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(not HAVE_SOFT_CLI, reason="softswitch/cli.py not built yet")
-def test_start_launches_switch_and_answers_queries(tmp_path):
+@pytest.mark.parametrize("kind", [
+    pytest.param("soft", marks=pytest.mark.skipif(not HAVE_SOFT_CLI, reason="softswitch/cli.py not built yet")),
+    pytest.param("bmv2", marks=[pytest.mark.bmv2, pytest.mark.skipif(
+        not HAVE_BMV2, reason=f"BMv2 not installed ({BMV2_BIN} absent)")])])
+def test_start_launches_switch_and_answers_queries(tmp_path, kind):
     grpc_port, api_port = free_tcp_port(), free_tcp_port()
     api = f"127.0.0.1:{api_port}"
     proc = subprocess.Popen(
-        [*CONTROLLER, "start", "--switch", "soft", "--grpc-addr", f"127.0.0.1:{grpc_port}",
+        [*CONTROLLER, "start", "--switch", kind, "--grpc-addr", f"127.0.0.1:{grpc_port}",
          "--device-id", "3", "--state-dir", str(tmp_path), "--api", api, "--firefly-listen", "off",
          "--p4info", str(P4INFO), "--device-config", str(DEVICE_JSON), "--poll-interval", "0.5"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

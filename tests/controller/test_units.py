@@ -127,3 +127,37 @@ def test_flowkey_helpers():
     assert k.afi == 6 and k.protocol == 6 and str(k) == "tcp [2001:db8::1]:1 -> [2001:db8::2]:2"
     with pytest.raises(ValueError, match="families differ"):
         FlowKey.of("10.0.0.1", "2001:db8::2", "udp", 1, 2)
+
+
+def test_registry_from_url_file_and_fallback(tmp_path):
+    import http.server
+    import threading
+    from controller.config import ControllerConfig
+    from controller.runtime import registry_functions
+    src = pathlib.Path(__file__).resolve().parents[2] / "scitags_core/data/registry-2025-09-04.json"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = src.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/api.json" % httpd.server_address[1]
+    load, fetch = registry_functions(ControllerConfig(registry=url), tmp_path)
+    reg = load()
+    assert reg.experiment("cms").id == 3 and reg.source == url
+    httpd.shutdown()
+    httpd.server_close()
+    # the URL is gone: refresh fails loudly, start-up falls back to the persisted copy
+    with pytest.raises(RuntimeError, match="refresh failed"):
+        fetch()
+    assert load().digest == reg.digest
+    with pytest.raises(ConfigError, match="cannot read"):
+        registry_functions(ControllerConfig(registry=str(tmp_path / "none.json")), tmp_path)[0]()

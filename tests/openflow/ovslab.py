@@ -96,6 +96,7 @@ class OvsLab:
     tag: str = field(default_factory=lambda: f"of{os.getpid() % 100000}")
     port: int = field(default_factory=free_tcp_port)
     hosts: dict[str, Host] = field(default_factory=dict)
+    extra_ports: dict[str, int] = field(default_factory=dict)  # existing iface -> ofport (links)
 
     @property
     def bridge(self) -> str:
@@ -124,6 +125,9 @@ class OvsLab:
                  "set", "interface", outer, f"ofport_request={ofport}")
             sock = in_netns(ns, lambda: _packet_socket(inner))
             self.hosts[name] = Host(name, mac, ofport, ns, inner, sock)
+        for iface, ofport in self.extra_ports.items():
+            _run("ovs-vsctl", "add-port", self.bridge, iface, "--",
+                 "set", "interface", iface, f"ofport_request={ofport}")
         for name, host in self.hosts.items():
             got = _run("ovs-vsctl", "get", "interface", f"{self.tag}{name}", "ofport").stdout.strip()
             if got != str(host.port):

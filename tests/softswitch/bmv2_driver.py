@@ -16,7 +16,6 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from p4.v1 import p4runtime_pb2_grpc  # noqa: E402
 from p4info_gen import generate  # noqa: E402
 from softswitch.p4rt.testkit import (StreamClient, clone_session, exact, lpm,  # noqa: E402
                                      multicast_group, optional, pipeline_request, range_,
-                                     table_entry, ternary, update, write_request)
+                                     table_entry, ternary, update, write_errors,
+                                     write_request)
 from softswitch.ports import RawSocketPort  # noqa: E402
 
 BMV2 = os.environ.get("BMV2_BIN", "/opt/p4/bin/simple_switch_grpc")
@@ -60,7 +60,7 @@ class Bmv2:
         cmd = [BMV2]
         for p in scenario["ports"]:
             cmd += ["-i", f"{p}@s{p}"]
-        cmd += ["--no-p4", "--log-file", str(Path(workdir) / "bmv2"), "--log-level", "debug",
+        cmd += ["--no-p4", "--log-file", str(Path(workdir) / "bmv2"), "--log-level", os.environ.get("BMV2_LOG_LEVEL", "debug"), "--log-flush",
                 "--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}",
                 "--cpu-port", str(CPU_PORT)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -90,7 +90,10 @@ class Bmv2:
                 for t in self.p4info.tables}
 
     def write(self, updates: list[p4r.Update]) -> None:
-        self.stub.Write(write_request(DEVICE, updates, election_id=ELECTION))
+        try:
+            self.stub.Write(write_request(DEVICE, updates, election_id=ELECTION))
+        except grpc.RpcError as err:
+            raise RuntimeError(f"Write refused: {write_errors(err)} {updates}") from None
 
     # ---- setup operations (engine terms -> P4Runtime) ----
     def _entry(self, op: dict) -> p4r.TableEntry:
@@ -108,7 +111,8 @@ class Bmv2:
             elif kind == "lpm":
                 match.append(lpm(i + 1, vals[0], m[2]))
             elif kind == "ternary":
-                match.append(ternary(i + 1, vals[0], vals[1]))
+                if any(vals[1]):  # P4Runtime: a zero mask is written as an absent field
+                    match.append(ternary(i + 1, vals[0], vals[1]))
             elif kind == "range":
                 match.append(range_(i + 1, vals[0], vals[1]))
             elif kind == "optional":
@@ -202,7 +206,8 @@ def collect(socks: dict[int, RawSocketPort], stream: StreamClient) -> list[list]
 def main() -> int:
     scenario = json.loads(Path(sys.argv[1]).read_text())
     result: dict = {"outputs": [], "counters": [], "direct_counters": [], "registers": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = str(Path(sys.argv[2]).resolve().parent)  # the log stays beside the result
+    if True:
         sw = Bmv2(scenario, tmp)
         try:
             for op in scenario.get("setup", []):
@@ -221,7 +226,7 @@ def main() -> int:
             result["registers"] = [sw.register(n, i) for n, i in scenario.get("registers", [])]
         finally:
             sw.close()
-            log = Path(tmp) / "bmv2"
+            log = Path(tmp) / "bmv2.txt"  # bmv2 appends .txt to --log-file
             result["log_tail"] = log.read_text()[-4000:] if log.exists() else ""
     Path(sys.argv[2]).write_text(json.dumps(result))
     return 0

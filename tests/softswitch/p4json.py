@@ -53,6 +53,10 @@ def P(i: int) -> dict:  # noqa: N802 - action parameter
     return {"type": "runtime_data", "value": i}
 
 
+def L(i: int) -> dict:  # noqa: N802 - action parameter inside an expression ("local")
+    return {"type": "local", "value": i}
+
+
 def H(header: str) -> dict:  # noqa: N802
     return {"type": "header", "value": header}
 

@@ -8,7 +8,7 @@ p4c is available. The real compiled program replaces it as soon as it exists.
 """
 from __future__ import annotations
 
-from p4json import (C, E, F, H, P, Program, X, assign, extract, mark_to_drop, prim, set_egress,
+from p4json import (C, E, F, H, L, P, Program, X, assign, extract, mark_to_drop, prim, set_egress,
                     valid)
 
 CPU_PORT = 255
@@ -58,10 +58,11 @@ def build() -> Program:
                         ("firefly_hit", 1), ("firefly_experiment", 16), ("firefly_activity", 8),
                         ("punt_ingress_port", 9), ("punt_reason", 8), ("_padding", 4)])
     p.field_list(1, [("meta", "punt_ingress_port"), ("meta", "punt_reason")])
+    p.field_list(2, [])  # p4c's empty field list for a plain clone()
 
     # ---- parser ----
     p.state("start", [], [F(SM, "ingress_port")],
-            [(hex(CPU_PORT), None, "parse_packet_out"), (None, None, "parse_ethernet")])
+            [(f"0x{CPU_PORT:04x}", None, "parse_packet_out"), (None, None, "parse_ethernet")])
     p.state("parse_packet_out", [extract("packet_out")], None,
             [(None, None, "parse_ethernet")])
     p.state("parse_ethernet", [extract("ethernet")], [F("ethernet", "ether_type")],
@@ -92,11 +93,11 @@ def build() -> Program:
     p.action("ingress.flood", [("group", 16)], [assign(F(SM, "mcast_grp"), P(0))])
     p.action("ingress.count_tag", [("tag_id", 16)], [
         assign(F("meta", "label_class"), C(3, 2)),
-        _count("ingress.tag_counter", X(E("&", P(0), C(0xFFFFFFFF))))])
+        _count("ingress.tag_counter", X(E("&", L(0), C(0xFFFFFFFF))))])
     p.action("ingress.count_tag_and_mirror", [("tag_id", 16), ("mirror_session", 32)], [
         assign(F("meta", "label_class"), C(3, 2)),
-        _count("ingress.tag_counter", X(E("&", P(0), C(0xFFFFFFFF)))),
-        prim("clone_ingress_pkt_to_egress", P(1), C(0))])
+        _count("ingress.tag_counter", X(E("&", L(0), C(0xFFFFFFFF)))),
+        prim("clone_ingress_pkt_to_egress", P(1), C(2))])
     p.action("ingress.unregistered_label", [], [
         assign(F("meta", "label_class"), C(2, 2)),
         _count(bucket, C(BUCKET_UNREGISTERED, 32))])

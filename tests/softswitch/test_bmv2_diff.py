@@ -107,7 +107,7 @@ def test_traffic_manager(tmp_path):
                tv.ET_TRUNC, 0x1234):
         sc.send(5, tv.pkt(et))
     sc.read_counter("etype_counter", tv.ET_COUNT & 0xF)
-    sc.read_register("reg", 1)
+    # (PI cannot read registers; the reg_ action reports the value in the frame instead)
     out = check(sc, tmp_path)
     assert sum(len(o) for o in out["outputs"]) >= 12
 
@@ -142,6 +142,8 @@ def test_fuzz_program_random_frames(tmp_path):
         f = base[:rnd.randint(14, len(base))]
         if rnd.random() < 0.3:
             f = f[:14] + bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 60)))
+        if f[12:14] in (b"\x81\x00", b"\x88\xa8") and len(f) < 20:
+            continue  # the veth's VLAN offload drops these before any switch sees them
         sc.send(1, f)
     check(sc, tmp_path)
 

@@ -44,10 +44,11 @@ def fuzz_program() -> Program:
     p.calculation("c4", "csum16", [F("ipv4", f) for f, _ in IPV4 if f != "csum"])
     p.checksum("k4", ("ipv4", "csum"), "c4", cond=E("d2b", None, F("ipv4", "$valid$")))
     p.counter("by_label", 64)
+    p.field_list(1, [])  # p4c emits an empty field list for a plain clone()
     p.action("work", [("port", 9)], [
         prim("count", {"type": "counter_array", "value": "by_label"},
              X(E("&", F("ipv6", "flow_label"), C(0xFF, 20)))),  # index may exceed size
-        prim("clone_ingress_pkt_to_egress", C(1), C(0)),
+        prim("clone_ingress_pkt_to_egress", C(1), C(1)),
         prim("remove_header", H("vlan")),
         assign(F("ethernet", "etype"), F("meta", "etype")),
         set_egress(P(0))])
