@@ -518,9 +518,8 @@ class Controller:
             return "refused"
         with self._flows_lock:
             flow = self.flows.get(key)
-            oldest = None
-            if flow is None and len(self.flows) >= self.policy.config.max_flows:
-                oldest = min(self.flows.values(), key=lambda f: f.last_seen).key if self.flows else None
+            # self.flows is kept in refresh order (re-inserted on every firefly): first = oldest
+            oldest = next(iter(self.flows), None) if flow is None else None
             decision = self.policy.check(sender, (str(rec.src_ip), str(rec.dst_ip)), flow is None,
                                          len(self.flows), oldest)
         if not decision.accepted:
@@ -539,6 +538,7 @@ class Controller:
                 self._name_flow(flow)
             flow.state = rec.state.value
             flow.last_seen = time.time()
+            self.flows[key] = self.flows.pop(key)  # now the most recently refreshed
             flow.fireflies += 1
             targets = [s for s in flow.path if changed or s not in flow.installed]
         for name in targets:

@@ -157,8 +157,14 @@ class Store:
         return {p: current[p] for p in wanted}
 
     # ---- flow history ----
+    FLOW_HISTORY_KEPT = 200_000  # newest ended flows kept; older ones are pruned
+
     def record_flow(self, flow: dict) -> None:
         with self._lock:
+            self._recorded = getattr(self, "_recorded", 0) + 1
+            if self._recorded % 1000 == 0:
+                self._db.execute("DELETE FROM flows WHERE id <= (SELECT MAX(id) FROM flows) - ?",
+                                 (self.FLOW_HISTORY_KEPT,))
             self._db.execute(
                 "INSERT INTO flows (flow, afi, src, dst, protocol, src_port, dst_port, experiment_id,"
                 " activity_id, experiment_name, activity_name, registry, started, ended, end_reason,"

@@ -22,8 +22,12 @@ DEFAULT_TOPOLOGY = ROOT / "topologies" / "single.yaml"
 P4_BUILD = ROOT / "p4src" / "build" / "v1model"
 
 
+_who = "lab"
+
+
 def say(msg: str) -> None:
-    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    """A progress line: what happens now."""
+    print(f"[{_who} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def prerequisites(switch: str, need_traffic: bool) -> list[str]:
@@ -65,6 +69,8 @@ def build_parser(demo: bool) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], *, demo: bool) -> int:
+    global _who
+    _who = "demo" if demo else "lab"
     args = build_parser(demo).parse_args(argv)
     from controller.topology import TopologyError, load_topology
     from labnet.switches import pick_switch

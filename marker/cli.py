@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--np-api", default=None, metavar="PATH", help="stale named pipe to remove")
     clean.add_argument("--json", action="store_true", help="print JSON")
 
+    send = sub.add_parser("send", help="generate a marked flow itself (socket flow-label manager, no nftables)")
+    _common(send)
+    for name, what in (("protocol", "tcp or udp"), ("src", "source address"), ("src_port", "source port"),
+                       ("dst", "destination address"), ("dst_port", "destination port"),
+                       ("experiment", "experiment name or id"), ("activity", "activity name or id")):
+        send.add_argument(name, help=what)
+    send.add_argument("--seconds", type=float, default=5.0, help="how long to send (default 5)")
+    send.add_argument("--rate", default="10M", help="bits/s, K/M/G suffix, 0 = as fast as possible (default 10M)")
+    send.add_argument("--ongoing", type=float, default=0.0, metavar="SECONDS", help="ongoing firefly interval")
+    send.add_argument("--collector", action="append", type=_collector, default=[], metavar="HOST[:PORT]")
+    send.add_argument("--allow-unregistered", action="store_true")
+
     label = sub.add_parser("label", help="print the flow label for an experiment and activity")
     _common(label)
     label.add_argument("experiment")
@@ -245,7 +257,49 @@ def cmd_label(args: argparse.Namespace) -> int:
     return OK
 
 
-COMMANDS = {"run": cmd_run, "flow": cmd_flow, "status": cmd_status, "clean": cmd_clean, "label": cmd_label}
+def _rate(text: str) -> float:
+    units = {"k": 1e3, "m": 1e6, "g": 1e9}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise MarkerInputError(f"bad --rate {text!r} (e.g. 10M, 500K, 0)") from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import socket as socket_mod
+
+    from marker.manager import FlowManager
+    from marker.socketlabel import labelled_socket, send_for
+
+    rate = _rate(args.rate)
+    req = make_request(_registry(args.registry), "start", args.protocol, args.src, args.src_port, args.dst,
+                       args.dst_port, args.experiment, args.activity, source="send",
+                       allow_unregistered=args.allow_unregistered)
+    manager = FlowManager(None, FireflySender(args.collector), ongoing_interval=args.ongoing)
+    outcome = manager.handle(req)
+    if not outcome.ok or outcome.flow is None:
+        raise MarkerInputError(outcome.message)
+    manager.start_ongoing()
+    try:
+        if outcome.flow.label is not None:
+            sock = labelled_socket(req.key, outcome.flow.label)
+        else:  # IPv4: no label, fireflies only
+            kind = socket_mod.SOCK_STREAM if req.key.protocol == "tcp" else socket_mod.SOCK_DGRAM
+            sock = socket_mod.socket(socket_mod.AF_INET, kind)
+            sock.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_REUSEADDR, 1)
+            sock.bind((str(req.key.src), req.key.src_port))
+            sock.connect((str(req.key.dst), req.key.dst_port))
+        with sock:
+            sent = send_for(sock, args.seconds, rate)
+    finally:
+        manager.stop()  # end firefly
+    data = {"ok": True, "flow": outcome.flow.as_dict(), "sent_bytes": sent, "seconds": args.seconds}
+    _say(args, data, f"marker: {outcome.message}; sent {sent} bytes in {args.seconds:g}s")
+    return OK
+
+
+COMMANDS = {"send": cmd_send, "run": cmd_run, "flow": cmd_flow, "status": cmd_status, "clean": cmd_clean, "label": cmd_label}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 from softswitch.pipeline.compiled import CompiledProgram
@@ -62,6 +62,7 @@ class _Slots:
         self.queueing = all(x is not None for x in q)
         self.enq_ts, self.enq_qdepth, self.deq_timedelta, self.deq_qdepth = q
         self.qid = s("queueing_metadata.qid")
+        self.timed = self.queueing or self.ig_ts is not None or self.eg_ts is not None
         spec = c.prog.sys_field("standard_metadata.egress_spec")
         self.egress_spec_mask = spec.mask if spec is not None else 0x1FF
         pl = c.prog.sys_field("standard_metadata.packet_length")
@@ -81,7 +82,9 @@ class Engine:
         self._stats: Counter[str] = Counter()
         self.last_error = ""
         self._start = time.monotonic()
+        self._now = 0
         self._packet_id = 0
+        self._rx = self._tx = 0
 
     # ---- program -----------------------------------------------------------------------
     @property
@@ -102,6 +105,7 @@ class Engine:
             self._s = _Slots(compiled)
             self.pre.reset()
             self._stats.clear()
+            self._rx = self._tx = 0
         log.info("program loaded: %d tables, %d actions", len(compiled.tables),
                  len(compiled.action_fns))
 
@@ -117,29 +121,29 @@ class Engine:
         return every packet that leaves as (egress_port, frame), in BMv2's order. Never
         raises on packet content."""
         with self._lock:
-            self._stats["rx"] += 1
-            if self._c is None:
+            self._rx += 1
+            c = self._c
+            if c is None:
                 self._stats["dropped_no_program"] += 1
                 return []
             out: list[tuple[int, bytes]] = []
             self._packet_id += 1
             try:
-                self._run(ingress_port, bytes(frame), out)
+                self._run(c, ingress_port, frame if type(frame) is bytes else bytes(frame), out)
             except Exception as exc:  # a bug or a program fault: drop, count, keep going
                 self._stats["errors"] += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("packet %d from port %d dropped: %s", self._packet_id, ingress_port,
                             self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
-            self._stats["tx"] += len(out)
+            self._tx += len(out)
             return out
 
-    def _now_us(self) -> int:
-        return int((time.monotonic() - self._start) * 1_000_000)
-
-    def _run(self, port: int, frame: bytes, out: list[tuple[int, bytes]]) -> None:
-        c, s = self._c, self._s
-        assert c is not None and s is not None
+    def _run(self, c: CompiledProgram, port: int, frame: bytes,
+             out: list[tuple[int, bytes]]) -> None:
+        s = self._s
         dbg = log.isEnabledFor(logging.DEBUG)
+        # one clock reading per received packet: our queues never hold a packet back
+        self._now = now = int((time.monotonic() - self._start) * 1_000_000) if s.timed else 0
         F = c.template[:]
         n = len(frame)
         F[s.ingress_port] = port & 0x1FF
@@ -147,24 +151,24 @@ class Engine:
         F[s.ILEN] = n
         F[s.PKTLEN] = n
         if s.ig_ts is not None:
-            F[s.ig_ts] = self._now_us()
-        ingress_q: deque[tuple[list, bytes]] = deque([(F, frame)])
-        egress_q: deque[tuple[int, list]] = deque()
-        passes = copies = 0
+            F[s.ig_ts] = now
+        ingress_q: list[tuple[list, bytes]] = [(F, frame)]
+        egress_q: list[tuple[int, list]] = []
+        i = j = 0
         while True:
-            if ingress_q:
-                passes += 1
-                F, frame = ingress_q.popleft()
-                if passes > MAX_INGRESS_PASSES:
+            if i < len(ingress_q):
+                F, frame = ingress_q[i]
+                i += 1
+                if i > MAX_INGRESS_PASSES:
                     self._stats["dropped_loop"] += 1
                     log.warning("packet %d: more than %d ingress passes, dropped",
                                 self._packet_id, MAX_INGRESS_PASSES)
                     continue
                 self._ingress(c, s, F, frame, egress_q, ingress_q, dbg)
-            elif egress_q:
-                copies += 1
-                port_, F = egress_q.popleft()
-                if copies > MAX_COPIES:
+            elif j < len(egress_q):
+                port_, F = egress_q[j]
+                j += 1
+                if j > MAX_COPIES:
                     self._stats["dropped_loop"] += 1
                     continue
                 try:
@@ -178,7 +182,7 @@ class Engine:
                 return
 
     def _ingress(self, c: CompiledProgram, s: _Slots, F: list, frame: bytes,
-                 egress_q: deque, ingress_q: deque, dbg: bool) -> None:
+                 egress_q: list, ingress_q: list, dbg: bool) -> None:
         if dbg:
             log.debug("[%d] Processing packet received on port %d", self._packet_id,
                       F[s.ingress_port])
@@ -257,7 +261,7 @@ class Engine:
         for slot in slots:
             dst[slot] = src[slot]
 
-    def _replicate(self, s: _Slots, F: list, replicas: tuple, egress_q: deque, dbg: bool) -> None:
+    def _replicate(self, s: _Slots, F: list, replicas: tuple, egress_q: list, dbg: bool) -> None:
         for port, rid in replicas:
             if dbg:
                 log.debug("[%d] Replicating packet on port %d", self._packet_id, port)
@@ -267,22 +271,22 @@ class Engine:
             cp[s.CLONE] = cp[s.CLONE_FL] = cp[s.RESUB] = cp[s.RECIRC] = 0
             self._enqueue(s, port, cp, egress_q)
 
-    def _enqueue(self, s: _Slots, port: int, F: list, egress_q: deque) -> None:
+    def _enqueue(self, s: _Slots, port: int, F: list, egress_q: list) -> None:
         if s.priority is not None and F[s.priority] >= self.queues_per_port:
             log.error("Priority out of range, dropping packet")
             self._stats["dropped_priority"] += 1
             return
         if s.queueing:
-            F[s.enq_ts] = self._now_us() & 0xFFFFFFFF
+            F[s.enq_ts] = self._now & 0xFFFFFFFF
             F[s.enq_qdepth] = 0
         egress_q.append((port, F))
 
-    def _egress(self, c: CompiledProgram, s: _Slots, port: int, F: list, egress_q: deque,
-                ingress_q: deque, out: list, dbg: bool) -> None:
+    def _egress(self, c: CompiledProgram, s: _Slots, port: int, F: list, egress_q: list,
+                ingress_q: list, out: list, dbg: bool) -> None:
         if s.eg_ts is not None:
-            F[s.eg_ts] = self._now_us()
+            F[s.eg_ts] = self._now
         if s.queueing:
-            F[s.deq_timedelta] = (self._now_us() - F[s.enq_ts]) & 0xFFFFFFFF
+            F[s.deq_timedelta] = (self._now - F[s.enq_ts]) & 0xFFFFFFFF
             F[s.deq_qdepth] = 0
             if s.qid is not None:
                 F[s.qid] = F[s.priority] if s.priority is not None else 0
@@ -333,8 +337,9 @@ class Engine:
         out.append((port, frame))
 
     def stats(self) -> dict[str, int]:
+        """Packets in (rx) and out (tx), drops by cause, errors."""
         with self._lock:
-            return dict(self._stats)
+            return {"rx": self._rx, "tx": self._tx, **self._stats}
 
     # ---- tables ------------------------------------------------------------------------
     def _table(self, table: str) -> Table:

@@ -80,3 +80,55 @@ class Namespace:
 
     def get(self, name: str) -> Callable[..., Any]:
         return self.g[name]
+
+
+def function_nodes(succ: dict[str, list[str | None]], init: str | None,
+                   inline_max: int = 10) -> set[str]:
+    """Which nodes of a control or parser graph get a function of their own.
+
+    A node reached from one place is always inlined there. A node reached from several
+    places is inlined at each of them too (duplicating its code) when it is not on a
+    cycle and the code it drags along is at most `inline_max` nodes: that removes a call
+    per node on common paths without letting code size explode. The rest, and the
+    entry node, become functions.
+    """
+    sites: dict[str, int] = {n: 0 for n in succ}
+    for n, targets in succ.items():
+        for t in targets:
+            if t is not None and t in sites:
+                sites[t] += 1
+    order: list[str] = []  # post-order: successors before the node
+    state: dict[str, int] = {}
+    on_cycle: set[str] = set()
+
+    def visit(root: str) -> None:
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        path = [root]
+        while stack:
+            node, it = stack[-1]
+            nxt = next((t for t in it if t is not None and t in succ), None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
+            elif state.get(nxt) == 1:  # back edge: everything on the loop is a function
+                on_cycle.update(path[path.index(nxt):])
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(succ[nxt])))
+
+    for n in succ:
+        if n not in state:
+            visit(n)
+    funcs = {n for n, k in sites.items() if k != 1} | on_cycle
+    if init is not None:
+        funcs.add(init)
+    size: dict[str, int] = {}
+    for n in order:
+        size[n] = 1 + sum(size.get(t, 1) for t in succ[n] if t is not None and t not in funcs)
+        if n in funcs and n != init and n not in on_cycle and size[n] <= inline_max:
+            funcs.discard(n)
+    return funcs

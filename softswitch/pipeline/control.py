@@ -1,15 +1,13 @@
 """Control-flow compilation: a pipeline's tables and conditionals -> Python functions.
 
-A node reached from exactly one place is inlined there; other nodes ("joins")
-become functions that return the next join function, run by a trampoline. So a
-straight pipeline is one function with nested ifs and no per-node call overhead.
+Nodes are inlined where they are reached (see codegen.function_nodes); the others
+become functions that return the next function, run by a trampoline. So a typical
+pipeline is one or a few functions with nested ifs and little per-node call overhead.
 """
 from __future__ import annotations
 
 import time
-from collections import Counter
-
-from .codegen import Code, Namespace
+from .codegen import Code, Namespace, function_nodes
 from .expressions import ExprCompiler
 from .tables import Table
 
@@ -35,17 +33,15 @@ class ControlCompiler:
         for a in pipe.get("action_calls", []) or []:
             self.nodes[a["name"]] = ("call", a)
         init = pipe.get("init_table")
-        sites: Counter[str] = Counter()
-        for name in self.nodes:
-            for target in self._successors(name):
-                if target is not None:
-                    if target not in self.nodes:
-                        raise ValueError(f"pipeline '{pipe.get('name')}': node '{name}' goes to "
-                                         f"unknown node '{target}'")
-                    sites[target] += 1
-        self.joins = {n for n in self.nodes if sites[n] != 1}
-        if init is not None:
-            self.joins.add(init)
+        succ = {name: self._successors(name) for name in self.nodes}
+        for name, targets in succ.items():
+            for target in targets:
+                if target is not None and target not in self.nodes:
+                    raise ValueError(f"pipeline '{pipe.get('name')}': node '{name}' goes to "
+                                     f"unknown node '{target}'")
+        if init is not None and init not in self.nodes:
+            raise ValueError(f"pipeline '{pipe.get('name')}': unknown init_table '{init}'")
+        self.joins = function_nodes(succ, init)
         self.fn = {n: self.ns.fresh("N") for n in self.joins}
         code = Code()
         for name in sorted(self.joins, key=lambda n: n != init):

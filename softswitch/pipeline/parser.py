@@ -1,7 +1,7 @@
 """Parser compilation: parse states -> Python functions, plus checksum verification.
 
-States with a single predecessor are inlined into it; the others become functions
-returning (next_state, offset), run by a small trampoline. On a parser exception
+States are inlined where they are reached (see codegen.function_nodes); the others
+become functions returning (next_state, offset), run by a small trampoline. On a parser exception
 (PacketTooShort, StackOutOfBounds, a failed verify) parsing stops: headers already
 extracted stay valid, the error code is recorded, and the rest of the packet is
 payload (bm_sim/parser.cpp).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codegen import Code, Namespace
+from .codegen import Code, Namespace, function_nodes
 from .errors import UnsupportedProgram
 from .expressions import ExprCompiler, Val
 from .primitives import PrimitiveCompiler
@@ -88,16 +88,16 @@ class ParserCompiler:
         states = {s["name"]: s for s in parser.get("parse_states", [])}
         init = parser.get("init_state")
         self.states = states
-        self.preds: dict[str, int] = {name: 0 for name in states}
+        succ: dict[str, list[str | None]] = {}
         for s in states.values():
+            succ[s["name"]] = []
             for t in s.get("transitions", []):
                 nxt = t.get("next_state")
-                if nxt is not None:
-                    if nxt not in states:
-                        raise ValueError(f"parser state '{s['name']}' goes to unknown '{nxt}'")
-                    self.preds[nxt] += 1
+                if nxt is not None and nxt not in states:
+                    raise ValueError(f"parser state '{s['name']}' goes to unknown '{nxt}'")
+                succ[s["name"]].append(nxt)
         self.fn_names = {name: self.ns.fresh("PS") for name in states}
-        self.joins = {name for name, n in self.preds.items() if n != 1 or name == init}
+        self.joins = function_nodes(succ, init if init in states else None)
         code = Code()
         for name in sorted(self.joins, key=lambda n: n != init):
             code(f"def {self.fn_names[name]}(F, pkt, n, off):")

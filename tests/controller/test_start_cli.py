@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def _certs(tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI absent (makes the test certificates)")
 def test_tls_with_client_certificates(tmp_path):
     from softswitch.engine import Engine
     from softswitch.p4runtime_server import P4RuntimeServer, TlsFiles

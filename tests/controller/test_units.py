@@ -161,3 +161,17 @@ def test_registry_from_url_file_and_fallback(tmp_path):
     assert load().digest == reg.digest
     with pytest.raises(ConfigError, match="cannot read"):
         registry_functions(ControllerConfig(registry=str(tmp_path / "none.json")), tmp_path)[0]()
+
+
+def test_packet_in_parser_never_crashes_on_junk():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=120))
+    def check(frame):
+        import struct
+        try:
+            parse_udp_frame(frame)
+        except (ValueError, IndexError, struct.error):
+            pass  # the errors the driver catches and counts as packet_in_ignored
+    check()

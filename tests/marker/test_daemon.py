@@ -193,3 +193,36 @@ def test_standalone_flow_and_bad_input(ns, tmp_path):
                 "--socket", sock, env=env)
     assert "IPv4: fireflies only" in v4.stdout
     assert "scitags_marker" not in run_in(ns, "nft", "list", "ruleset").stdout
+
+
+SINK = r"""
+import socket, struct, sys
+rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+rx.setsockopt(socket.IPPROTO_IPV6, 11, 1)   # IPV6_FLOWINFO: labels of received datagrams
+rx.bind(("::1", 41051)); rx.settimeout(3)
+labels, total = set(), 0
+print("up", flush=True)
+try:
+    while True:
+        data, anc, _, _ = rx.recvmsg(2048, 256)
+        total += len(data)
+        labels |= {struct.unpack("!I", v[:4])[0] & 0xFFFFF for l, t, v in anc if t == 11}
+except socket.timeout:
+    pass
+print(total, " ".join(hex(x) for x in labels))
+"""
+
+
+def test_send_marks_its_own_socket_without_nftables(ns):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sink = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SINK],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "up"
+    out = run_in(ns, MARKER, "send", "udp", "::1", "41050", "::1", "41051", "dune", "Cache",
+                 "--seconds", "0.5", "--rate", "2M", "--json", env=env)
+    reply = json.loads(out.stdout)
+    total, labels = sink.communicate(timeout=20)[0].split(maxsplit=1)
+    assert int(total) == reply["sent_bytes"] > 0
+    assert [int(x, 16) for x in labels.split()] == [int(reply["flow"]["flow_label"], 16)]
+    assert flowlabel.decode_label(int(reply["flow"]["flow_label"], 16))[:2] == (8, 3)
+    assert "scitags_marker" not in run_in(ns, "nft", "list", "ruleset").stdout

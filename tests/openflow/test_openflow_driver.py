@@ -172,8 +172,11 @@ def test_firefly_flows_cross_checked_against_labels(target: Target) -> None:
     only_v6 = [v6_frame(H1, H2, 0, 5001, 6001), v6_frame(H1, H2, encode_label(7, 1), 5001, 6001)]
     only_v4 = [v4_frame(H1, H2, 5002, 6002, proto="tcp")] * 3
     no_firefly = [v6_frame(H1, H2, encode_label(CMS, 14), 5009, 6009)]
-    for frame in consistent + mismatch + only_v6 + only_v4 + no_firefly:
+    frames = consistent + mismatch + only_v6 + only_v4 + no_firefly
+    for frame in frames:
         net.send("h1", frame)
+    assert len(net.receive(timeout=5.0, until=len(frames))["h2"]) == len(frames), \
+        "the switch did not forward every frame: nothing to compare counts with"
 
     expect = {
         "tags": {1: counts(consistent + [mismatch[1]] + no_firefly), 2: counts([mismatch[0]])},

@@ -271,7 +271,16 @@ class Program:
     def deparse(self, *headers: str) -> None:
         self.deparse_order = list(headers)
 
+    def _pad_metadata(self) -> None:
+        """BMv2 asserts every header type is whole bytes: p4c pads metadata with _padding."""
+        meta_types = {h["header_type"] for h in self.headers if h["metadata"]}
+        for ht in self.header_types:
+            total = sum(f[1] for f in ht["fields"])
+            if ht["name"] in meta_types and total % 8:
+                ht["fields"].append(["_padding", 8 - total % 8, False])
+
     def build(self) -> dict:
+        self._pad_metadata()
         doc = {
             "header_types": self.header_types, "headers": self.headers,
             "header_stacks": self.header_stacks, "header_union_types": [], "header_unions": [],

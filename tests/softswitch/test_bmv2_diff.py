@@ -185,3 +185,82 @@ def test_scitags_like_program(tmp_path):
     sc.read_counter("ingress.tag_counter", 43)
     sc.read_direct_counter(ff)
     check(sc, tmp_path)
+
+
+def test_expressions_hashes_stacks_lookahead(tmp_path):
+    """Arithmetic/bool/signed expression semantics, hash calculations, header stacks with
+    push/pop, lookahead selects, masked selects, hit/miss and action_run control flow."""
+    import test_load as tl
+    a, b_, s, sh = (tl.F("m", "a"), tl.F("m", "b"), tl.F("m", "s"), tl.F("m", "sh"))
+    E, C = tl.E, tl.C
+    exprs = [("add", 16, E("+", a, b_)), ("sub", 16, E("-", b_, a)),
+             ("neg", 16, E("&", E("~", None, a), C(0xFFFF))), ("shl", 16, E("<<", C(1), sh)),
+             ("shr", 16, E(">>", a, C(4))), ("mul", 32, E("*", a, b_)),
+             ("cond", 8, E("?", C(1), C(2), E(">", a, b_))), ("sadd", 16, E("+", s, C(1))),
+             ("cmp", 8, E("b2d", None, E("<", s, C(0))))]
+    for prog in (tl._expr_program(exprs),):
+        sc = Scenario(prog.build(), [1])
+        sc.send(1, raw(Ether()))
+        check(sc, tmp_path)
+
+    p = tpd.Program()
+    p.header("ethernet", tpd.ETHERNET)
+    p.header("out", [("crc", 16), ("sum", 16), ("ident", 16)])
+    p.state("start", [tpd.extract("ethernet")])
+    for algo in ("crc16", "csum16", "identity", "crc32"):
+        p.calculation(f"c_{algo}", algo, [tpd.F("ethernet", "dst"), tpd.F("ethernet", "etype")])
+    p.action("hash_it", [], [
+        tpd.prim("add_header", tpd.H("out")),
+        tpd.prim("modify_field_with_hash_based_offset", tpd.F("out", "crc"), tpd.C(0),
+                 {"type": "calculation", "value": "c_crc16"}, tpd.C(65536)),
+        tpd.prim("modify_field_with_hash_based_offset", tpd.F("out", "sum"), tpd.C(7),
+                 {"type": "calculation", "value": "c_csum16"}, tpd.C(1000)),
+        tpd.prim("modify_field_with_hash_based_offset", tpd.F("out", "ident"), tpd.C(0),
+                 {"type": "calculation", "value": "c_crc32"}, tpd.C(65536)),
+        tpd.set_egress(tpd.C(1, 9))])
+    p.call("ingress", "tbl", "hash_it")
+    p.deparse("out", "ethernet")
+    sc = Scenario(p.build(), [1])
+    for dst in ("01:02:03:04:05:06", "ff:00:ff:00:ff:00", "00:00:00:00:00:00"):
+        sc.send(1, raw(Ether(dst=dst, type=0x0800)))
+    check(sc, tmp_path)
+
+
+def test_masked_select_and_switch_on_action(tmp_path):
+    p = tt.keyed_program([("exact", "ethernet", "dst")])
+    p.action("mark", [], [{"op": "assign", "parameters": [tt.F("ethernet", "src"),
+                                                          tt.C(0xAB, 48)]}])
+    p.table("ingress", "t2", [], ["mark"], default=("mark", []))
+    p.pipes["ingress"]["tables"][0]["next_tables"] = {"set_port": "t2", "miss": None}
+    sc = Scenario(p.build(), [1, 2, 3])
+    sc.table_add("t", [("exact", b(1, 6))], "set_port", [b"\x02"])
+    sc.send(1, tt.frame(dst=1))
+    sc.send(1, tt.frame(dst=2))
+    sc.set_default("t", "set_port", [b"\x03"])
+    check(sc, tmp_path)
+
+
+def test_header_stacks_and_lookahead(tmp_path):
+    def label(value: int, bos: int) -> bytes:
+        return ((value << 12) | (bos << 8) | 33).to_bytes(4, "big")
+
+    sc = Scenario(tpd.stack_program().build(), [1, 2, 3])
+    mpls = raw(Ether(type=0x8847))
+    sc.send(1, mpls + label(5, 0) + label(6, 1) + b"payload")
+    sc.send(1, mpls + label(1, 1))
+    sc.send(1, mpls + label(1, 0) + label(2, 0) + label(3, 0) + label(4, 1))
+    sc.send(1, mpls + label(1, 0)[:2])
+    check(sc, tmp_path)
+    sc = Scenario(tpd.lookahead_program().build(), [1, 4, 6])
+    sc.send(1, raw(Ether() / IP()))
+    sc.send(1, raw(Ether() / IPv6()))
+    sc.send(1, raw(Ether() / Raw(b"\x61")))
+    check(sc, tmp_path)
+
+
+def test_i2e_clone_headers_valid_in_egress(tmp_path):
+    sc = Scenario(tv.clone_validity_program().build(), [1, 2, 3])
+    sc.clone_session(1, [(3, 0)])
+    sc.send(1, raw(Ether() / IP(ttl=64) / Raw(b"x" * 10)))
+    sc.send(1, raw(Ether(type=0x1234) / Raw(b"y" * 30)))
+    check(sc, tmp_path)

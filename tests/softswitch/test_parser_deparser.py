@@ -97,7 +97,7 @@ def test_select_with_mask_and_default_order():
     assert e.process(0, raw(Ether(type=0x86DD)))[0][0] == 3
 
 
-def test_lookahead_in_select_and_set():
+def lookahead_program() -> Program:
     """select(lookahead<bit<4>>) picks IPv4 or IPv6 after a header-less tunnel."""
     p = Program()
     p.header("ethernet", ETHERNET)
@@ -113,6 +113,11 @@ def test_lookahead_in_select_and_set():
                          assign(F("ethernet", "src"), F("meta", "peek"))])
     p.call("ingress", "tbl", "out")
     p.deparse("ethernet")
+    return p
+
+
+def test_lookahead_in_select_and_set():
+    p = lookahead_program()
     e = make_engine(p)
     (port, out), = e.process(0, raw(Ether() / IP()))
     assert port == 4 and Ether(out).src == "00:00:00:00:45:00"
@@ -143,7 +148,8 @@ def test_parse_value_set():
     assert e.process(0, frame)[0][0] == 0
 
 
-def test_header_stack_extract_push_pop():
+def stack_program() -> Program:
+    """MPLS-like label stack of 3: pop the outer label, push label 99."""
     p = Program()
     p.header("ethernet", ETHERNET)
     p.header_type("label_t", [("label", 20), ("tc", 3), ("bos", 1), ("ttl", 8)])
@@ -163,6 +169,11 @@ def test_header_stack_extract_push_pop():
         set_egress(X(E("size_stack", None, {"type": "header_stack", "value": "mpls"})))])
     p.call("ingress", "tbl", "swap")
     p.deparse("ethernet", "mpls[0]", "mpls[1]", "mpls[2]")
+    return p
+
+
+def test_header_stack_extract_push_pop():
+    p = stack_program()
     e = make_engine(p)
 
     def label(value: int, bos: int) -> bytes:

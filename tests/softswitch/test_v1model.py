@@ -318,3 +318,36 @@ def test_ip_packet_through_clone_and_mcast_is_intact(e):
     f = raw(Ether() / IP(dst="10.1.1.1") / Raw(b"z" * 30))
     out = e.process(3, f)
     assert [x[12:] for _, x in out] == [f, f]
+
+
+def clone_validity_program() -> Program:
+    """Ingress clones to session 1 and rewrites ipv4.ttl; egress marks ethernet.src with
+    what it sees: 0x11 if ipv4 is valid, 0x22 if not."""
+    from p4json import IPV4, valid
+    p = Program()
+    p.header("ethernet", ETHERNET)
+    p.header("ipv4", IPV4)
+    p.state("start", [extract("ethernet")], [F("ethernet", "etype")],
+            [("0x0800", None, "v4"), (None, None, None)])
+    p.state("v4", [extract("ipv4")])
+    p.field_list(1, [])
+    p.action("clone_it", [], [prim("clone_ingress_pkt_to_egress", C(1, 32), C(1)),
+                              assign(F("ipv4", "ttl"), C(1, 8)), set_egress(C(2, 9))])
+    p.call("ingress", "tbl_clone", "clone_it")
+    p.action("seen_valid", [], [assign(F("ethernet", "src"), C(0x11, 48))])
+    p.action("seen_invalid", [], [assign(F("ethernet", "src"), C(0x22, 48))])
+    p.cond("egress", "node_v", valid("ipv4"), "tbl_v", "tbl_nv")
+    p.call("egress", "tbl_v", "seen_valid")
+    p.call("egress", "tbl_nv", "seen_invalid")
+    p.deparse("ethernet", "ipv4")
+    return p
+
+
+def test_i2e_clone_is_parsed_again_so_its_headers_are_valid_in_egress():
+    e = make_engine(clone_validity_program())
+    e.clone_session_set(1, [(3, 0)])
+    f = raw(Ether() / IP(ttl=64) / Raw(b"x" * 10))
+    out = dict(e.process(1, f))
+    assert Ether(out[3]).src == "00:00:00:00:00:11"  # headers valid in the clone's egress
+    assert Ether(out[3])[IP].ttl == 64                # ...as received, not as modified
+    assert Ether(out[2])[IP].ttl == 1
