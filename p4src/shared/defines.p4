@@ -47,13 +47,10 @@ const int     FIREFLY_TABLE_SIZE = 65536;
 const int     POLICY_TABLE_SIZE = 4096;
 const int     L2_TABLE_SIZE = 4096;
 
-/* standard_metadata.instance_type values, as BMv2 sets them */
-const bit<32> PKT_INSTANCE_TYPE_NORMAL = 0;
-const bit<32> PKT_INSTANCE_TYPE_INGRESS_CLONE = 1;
+/* standard_metadata.instance_type of a multicast copy, as BMv2 sets it */
 const bit<32> PKT_INSTANCE_TYPE_REPLICATION = 5;
 
-/* meta.label_class values */
-const bit<2> LABEL_NONE = 0;          /* not IPv6 */
+/* meta.label_class values (0: not IPv6) */
 const bit<2> LABEL_UNMARKED = 1;
 const bit<2> LABEL_UNREGISTERED = 2;
 const bit<2> LABEL_REGISTERED = 3;
