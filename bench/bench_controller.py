@@ -36,7 +36,7 @@ from p4.v1 import p4runtime_pb2  # noqa: E402
 from controller import launcher  # noqa: E402
 from controller.config import load_config  # noqa: E402
 from controller.drivers.base import FlowKey, FlowRule, TagRule  # noqa: E402
-from controller.drivers.p4runtime import P4RuntimeDriver, T_FF  # noqa: E402
+from controller.drivers.p4runtime import P4RuntimeDriver  # noqa: E402
 from controller.runtime import build  # noqa: E402
 from controller.topology import SwitchSpec  # noqa: E402
 from scitags_core.firefly_build import build_firefly  # noqa: E402
@@ -49,6 +49,8 @@ def program() -> tuple[Path, Path, str]:
         return BUILD / "scitags.p4info.txtpb", BUILD / "scitags.json", "compiled"
     from tests.controller.standin_program import write
     path = write(Path(tempfile.gettempdir()) / f"scitags-standin-bench-{os.getpid()}.json")
+    import atexit
+    atexit.register(path.unlink, missing_ok=True)
     return ROOT / "tests/controller/data/scitags.p4info.txtpb", path, "hand-built stand-in (p4c absent)"
 
 

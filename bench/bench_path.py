@@ -159,7 +159,9 @@ def main() -> int:
     figures["marker_overhead"] = mo = marker_overhead(args.seconds, args.repeats)
     for name in ("no_marking", "one_rule", "rule_after_100_others"):
         print(f"  {name:24s} {mo[name]['gbit_s_median']:8.3f} Gbit/s  ({mo[name]['vs_no_marking_pct']:+.1f}%)")
-    program = ROOT / "p4src" / "build" / "v1model" / "scitags.json"
+    from labnet.controller_proc import program_dir
+
+    program = program_dir() / "scitags.json"
     switches = args.switch or (["soft"] + (["bmv2"] if bmv2_available() else []))
     figures["through_switch"] = []
     if not program.exists():

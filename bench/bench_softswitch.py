@@ -5,7 +5,8 @@ Measures, for 64-byte and 1500-byte frames on the program's hot path (an IPv6/UD
 frame with a registered scitags flow label, forwarded by the L2 table and counted):
   * in-process: Engine.process() in a loop;
   * over veths: frames sent into one veth of a fresh network namespace, forwarded by a
-    SoftSwitch with AF_PACKET ports, counted on the other veth (needs root);
+    SoftSwitch with AF_PACKET ports, counted on the other veth (needs root); and the
+    same through BMv2 simple_switch_grpc, same program and entries, when installed;
   * where the engine's time goes (cProfile of the in-process run).
 The program is p4src/build/v1model/scitags.json when built, else the hand-built mirror of
 it (tests/softswitch/scitags_like.py), or --program. Figures go to stdout and, as JSON,
@@ -34,6 +35,7 @@ from scapy.layers.inet6 import IPv6  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.packet import Raw, raw  # noqa: E402
 
+from diffkit import BMV2_BIN, HAVE_BMV2, Scenario, apply_setup  # noqa: E402
 from softswitch.engine import Engine  # noqa: E402
 
 COMPILED = ROOT / "p4src" / "build" / "v1model" / "scitags.json"
@@ -57,26 +59,36 @@ def _by_suffix(names: list[str], suffix: str) -> str | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def configure(engine: Engine) -> list[str]:
-    """Entries for the scitags hot path, where the program has the tables; returns notes."""
-    notes = []
-    tables = engine.table_names()
+def plan(doc: dict) -> tuple[Scenario, list[str]]:
+    """Control-plane setup for the scitags hot path, where the program has the tables, as
+    a diffkit Scenario (so the engine and BMv2 get the same entries); and notes."""
+    probe = Engine(cpu_port=CPU)
+    probe.load(doc)
+    sc, notes = Scenario(doc, [1, 2]), []
+    tables = probe.table_names()
     l2 = _by_suffix(tables, "l2_forward")
     if l2:
-        act = _by_suffix(engine.table_info(l2).actions, "set_egress_port")
+        act = _by_suffix(probe.table_info(l2).actions, "set_egress_port")
         for port in (1, 2):
-            engine.table_add(l2, [("exact", bytes([0, 0, 0, 0, 0, port]))], act, [bytes([0, port])])
+            sc.table_add(l2, [("exact", bytes([0, 0, 0, 0, 0, port]))], act, [bytes([0, port])])
     else:
         notes.append("no l2_forward table: frames take the program's default path")
     pol = _by_suffix(tables, "scitag_policy")
     if pol:
-        act = _by_suffix(engine.table_info(pol).actions, "count_tag")
-        engine.table_add(pol, [("exact", EXPERIMENT.to_bytes(2, "big")),
-                               ("ternary", bytes([ACTIVITY]), b"\x3f")], act,
-                         [TAG.to_bytes(2, "big")], 10)
-    engine.clone_session_set(100, [(CPU, 0)])
-    engine.mc_group_set(1, [(1, 0), (2, 0)])
-    return notes
+        act = _by_suffix(probe.table_info(pol).actions, "count_tag")
+        sc.table_add(pol, [("exact", EXPERIMENT.to_bytes(2, "big")),
+                           ("ternary", bytes([ACTIVITY]), b"\x3f")], act,
+                     [TAG.to_bytes(2, "big")], 10)
+    sc.clone_session(100, [(CPU, 0)])
+    sc.mc_group(1, [(1, 0), (2, 0)])
+    return sc, notes
+
+
+def configured_engine(sc: Scenario) -> Engine:
+    e = Engine(cpu_port=CPU)
+    e.load(sc.program)
+    apply_setup(e, sc)
+    return e
 
 
 def load_program(path: str | None) -> tuple[dict, str]:
@@ -88,10 +100,8 @@ def load_program(path: str | None) -> tuple[dict, str]:
     return scitags_like.program(), "tests/softswitch/scitags_like.py (hand-built mirror)"
 
 
-def in_process(doc: dict, size: int, seconds: float) -> dict:
-    e = Engine(cpu_port=CPU)
-    e.load(doc)
-    configure(e)
+def in_process(sc: Scenario, size: int, seconds: float) -> dict:
+    e = configured_engine(sc)
     f = frame(size)
     out = e.process(1, f)
     process = e.process
@@ -109,10 +119,8 @@ def in_process(doc: dict, size: int, seconds: float) -> dict:
             "errors": e.stats().get("errors", 0)}
 
 
-def profile(doc: dict, packets: int = 30000) -> dict:
-    e = Engine(cpu_port=CPU)
-    e.load(doc)
-    configure(e)
+def profile(sc: Scenario, packets: int = 30000) -> dict:
+    e = configured_engine(sc)
     f = frame(64)
     prof = cProfile.Profile()
     prof.enable()
@@ -176,38 +184,76 @@ RECEIVER = textwrap.dedent("""
 """)
 
 
-def over_veths(doc: dict, size: int, seconds: float) -> dict:
-    from netlab import NetLab, in_netns
+class _Soft:
+    """The SoftSwitch (AF_PACKET ports on s1/s2) in this process."""
 
-    from softswitch.ports import RawSocketPort
-    from softswitch.switch import SoftSwitch
+    def __init__(self, lab, sc: Scenario) -> None:  # noqa: ANN001 - netlab.NetLab
+        from netlab import in_netns
+
+        from softswitch.ports import RawSocketPort
+        from softswitch.switch import SoftSwitch
+        self.engine = configured_engine(sc)
+        self.sw = SoftSwitch(self.engine, cpu_port=CPU)
+        for p in (1, 2):
+            self.sw.add_port(p, in_netns(lab.ns, lambda p=p: RawSocketPort(f"s{p}")))
+        self.sw.start()
+
+    def close(self) -> None:
+        self.sw.close()
+
+
+class _Bmv2:
+    """simple_switch_grpc on s1/s2, configured over P4Runtime by bmv2_driver --serve."""
+
+    def __init__(self, lab, sc: Scenario, tmp: Path) -> None:  # noqa: ANN001
+        scen = tmp / "bench-scenario.json"
+        scen.write_text(sc.to_json())
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'softswitch'}",
+               "BMV2_LOG_LEVEL": "off"}
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns, sys.executable,
+             str(ROOT / "tests" / "softswitch" / "bmv2_driver.py"), "--serve", str(scen)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("BMv2 did not come up")
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def over_veths(kind: str, sc: Scenario, size: int, seconds: float) -> dict:
+    import tempfile
+
+    from netlab import NetLab
     lab = NetLab([1, 2])
     try:
-        e = Engine(cpu_port=CPU)
-        e.load(doc)
-        configure(e)
-        sw = SoftSwitch(e, cpu_port=CPU)
-        for p in (1, 2):
-            sw.add_port(p, in_netns(lab.ns, lambda p=p: RawSocketPort(f"s{p}")))
-        sw.start()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        recv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-c", RECEIVER,
-                                 "t2", str(seconds + 1.5)], stdout=subprocess.PIPE, text=True,
-                                env=env)
-        assert recv.stdout is not None
-        recv.stdout.readline()  # ready
-        f = frame(size)
-        send = subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", SENDER,
-                               "t1", str(size), str(seconds), f.hex()],
-                              capture_output=True, text=True, env=env, timeout=seconds + 30)
-        got, span = recv.communicate(timeout=seconds + 30)[0].split()
-        sent = int(send.stdout.strip() or 0)
-        sw.close()
-        received, span = int(got), float(span)
+        with tempfile.TemporaryDirectory() as tmp:
+            switch = _Soft(lab, sc) if kind == "soft" else _Bmv2(lab, sc, Path(tmp))
+            try:
+                env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                recv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-c",
+                                         RECEIVER, "t2", str(seconds + 1.5)],
+                                        stdout=subprocess.PIPE, text=True, env=env)
+                assert recv.stdout is not None
+                recv.stdout.readline()  # ready
+                f = frame(size)
+                send = subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c",
+                                       SENDER, "t1", str(size), str(seconds), f.hex()],
+                                      capture_output=True, text=True, env=env,
+                                      timeout=seconds + 30)
+                got, span = recv.communicate(timeout=seconds + 30)[0].split()
+            finally:
+                switch.close()
+        sent, received, took = int(send.stdout.strip() or 0), int(got), float(span)
         return {"frame_bytes": len(f), "sent": sent, "forwarded": received,
-                "seconds": round(span, 3),
-                "pps": round(received / span) if span else 0,
-                "engine_rx": e.stats().get("rx", 0)}
+                "seconds": round(took, 3), "pps": round(received / took) if took else 0}
     finally:
         lab.close()
 
@@ -221,38 +267,40 @@ def main() -> int:
     args = ap.parse_args()
 
     doc, source = load_program(args.program)
-    probe = Engine(cpu_port=CPU)
-    probe.load(doc)
-    notes = configure(probe)
+    sc, notes = plan(doc)
     result: dict = {"program": source, "python": sys.version.split()[0], "notes": notes,
-                    "in_process": {}, "veth": {}}
+                    "in_process": {}, "veth": {}, "bmv2_veth": {}}
     print(f"program: {source}")
     for size in (64, 1500):
-        r = in_process(doc, size, args.seconds)
+        r = in_process(sc, size, args.seconds)
         result["in_process"][str(size)] = r
         print(f"in-process  {r['frame_bytes']:5d} B: {r['pps']:>9,} packets/s")
-    prof = profile(doc)
+    prof = profile(sc)
     result["profile"] = prof
     print(f"profile (64 B, {prof['us_per_packet_profiled']} us/packet under cProfile):")
     for row in prof["top"][:8]:
         print(f"  {row['self_share']:6.1%}  {row['calls_per_packet']:5.2f}/pkt  {row['function']}")
-    if args.no_veth:
-        result["veth"] = {"skipped": "--no-veth"}
-    elif os.geteuid() != 0:
-        result["veth"] = {"skipped": "needs root for network namespaces"}
-        print("veth: skipped (needs root)")
-    else:
-        for size in (64, 1500):
-            try:
-                r = over_veths(doc, size, args.seconds)
-            except Exception as exc:  # report and go on: the in-process figures still count
-                r = {"error": f"{type(exc).__name__}: {exc}"}
-                print(f"veth {size} B: failed: {r['error']}")
-            else:
-                print(f"over veths  {r['frame_bytes']:5d} B: {r['pps']:>9,} packets/s "
-                      f"({r['forwarded']:,} of {r['sent']:,} sent)")
-            result["veth"][str(size)] = r
-    result["bmv2"] = {"skipped": "BMv2 figures come from bench_p4program.py (same frames)"}
+    kinds = [("soft", "veth", "softswitch"), ("bmv2", "bmv2_veth", "BMv2")]
+    for kind, key, label in kinds:
+        if args.no_veth:
+            result[key] = {"skipped": "--no-veth"}
+        elif os.geteuid() != 0:
+            result[key] = {"skipped": "needs root for network namespaces"}
+        elif kind == "bmv2" and not HAVE_BMV2:
+            result[key] = {"skipped": f"BMv2 not installed ({BMV2_BIN} absent)"}
+        else:
+            for size in (64, 1500):
+                try:
+                    r = over_veths(kind, sc, size, args.seconds)
+                except Exception as exc:  # report and go on: other figures still count
+                    r = {"error": f"{type(exc).__name__}: {exc}"}
+                    print(f"{label} over veths {size} B: failed: {r['error']}")
+                else:
+                    print(f"{label:>10} over veths {r['frame_bytes']:5d} B: {r['pps']:>9,} "
+                          f"packets/s ({r['forwarded']:,} of {r['sent']:,} sent)")
+                result[key][str(size)] = r
+            continue
+        print(f"{label} over veths: skipped ({result[key]['skipped']})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mirror", action="append", metavar="EXP[/ACT]",
                    help="copy this tag's traffic to the monitor port (repeatable)")
     p.add_argument("--firefly-listen", metavar="HOST:PORT",
-                   help="UDP firefly receiver (default 0.0.0.0:10514; 'off' for in-band only)")
+                   help="UDP firefly receiver (default [::]:10514, IPv4 and IPv6; 'off' for in-band only)")
     p.add_argument("--accept-source", action="append", metavar="PREFIX",
                    help="accept fireflies only from this prefix (repeatable)")
     p.add_argument("--no-require-endpoint", action="store_true",

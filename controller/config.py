@@ -19,7 +19,7 @@ election_id: null            # default: earlier-started controllers win (primary
 tls: {cacert: ca.pem, cert: client.pem, key: client.key}
 mirror: ["cms", "atlas/perfSONAR"]   # tags whose traffic is copied to the monitor port
 firefly:
-  listen: "0.0.0.0:10514"    # UDP receiver; null = only fireflies seen in band (packet-ins)
+  listen: "[::]:10514"       # UDP receiver (dual-stack); null = only fireflies seen in band (packet-ins)
   accept_sources: ["10.0.0.0/8", "2001:db8::/32"]   # empty = any sender
   require_endpoint: true
   rate_per_source: 50
@@ -75,7 +75,7 @@ class ControllerConfig:
     election_id: int | None = None
     tls: TLSConfig | None = None
     mirror: list[str] = field(default_factory=list)
-    firefly_listen: str | None = "0.0.0.0:10514"
+    firefly_listen: str | None = "[::]:10514"  # dual-stack: IPv4 and IPv6 senders
     firefly: PolicyConfig = field(default_factory=PolicyConfig)
     switch_binary: str | None = None  # override the launched executable
 

@@ -6,6 +6,7 @@ namespaces), on its own API port and state directory so two labs do not share an
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,12 @@ from typing import Any
 from controller.cmd_query import ApiUnavailable, api_get
 
 DEFAULT_API = "127.0.0.1:9180"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def program_dir() -> Path:
+    """The compiled P4 program: p4src/build/v1model, or $LABNET_P4_BUILD (a test build)."""
+    return Path(os.environ.get("LABNET_P4_BUILD") or ROOT / "p4src" / "build" / "v1model")
 
 
 class ControllerStartError(RuntimeError):
@@ -36,6 +43,9 @@ class ControllerProcess:
                      "--switch", switch, "--launch", "never", "--api", api,
                      "--state-dir", str(state_dir), "--firefly-listen", "off",
                      "--poll-interval", str(poll_interval), *(extra or [])]
+        build = program_dir()
+        self.argv += ["--p4info", str(build / "scitags.p4info.txtpb"),
+                      "--device-config", str(build / "scitags.json")]
         for tag in mirror or []:
             self.argv += ["--mirror", tag]
         self.proc: subprocess.Popen[bytes] | None = None

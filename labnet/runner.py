@@ -19,7 +19,6 @@ Mininet CLI; everything is removed on exit, also after Ctrl-C."""
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "single.yaml"
-P4_BUILD = ROOT / "p4src" / "build" / "v1model"
 
 
 _who = "lab"
@@ -37,9 +36,11 @@ def prerequisites(switch: str, need_traffic: bool) -> list[str]:
     for tool in ("ip",) + (("iperf3", "nft") if need_traffic else ()):
         if shutil.which(tool) is None:
             missing.append(f"{tool} not on PATH")
+    from labnet.controller_proc import program_dir
+
     for name in ("scitags.json", "scitags.p4info.txtpb"):
-        if not (P4_BUILD / name).exists():
-            missing.append(f"compiled P4 program {P4_BUILD / name} (run `make p4`)")
+        if not (program_dir() / name).exists():
+            missing.append(f"compiled P4 program {program_dir() / name} (run `make p4`)")
     if switch == "soft" and not Path(sys.executable).with_name("softswitch").exists() \
             and shutil.which("softswitch") is None:
         missing.append("the softswitch console script (run the README setup)")

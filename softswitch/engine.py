@@ -184,7 +184,7 @@ class Engine:
     def _ingress(self, c: CompiledProgram, s: _Slots, F: list, frame: bytes,
                  egress_q: list, ingress_q: list, dbg: bool) -> None:
         if dbg:
-            log.debug("[%d] Processing packet received on port %d", self._packet_id,
+            log.debug("[%d.0] [cxt 0] Processing packet received on port %d", self._packet_id,
                       F[s.ingress_port])
         ingress_size = F[s.PKTLEN]
         c.parse(F, frame)
@@ -202,7 +202,7 @@ class Engine:
             session = self.pre.sessions.get(clone & MIRROR_ID_MASK)
             if session is not None:
                 if dbg:
-                    log.debug("[%d] Cloning packet at ingress", self._packet_id)
+                    log.debug("[%d.0] [cxt 0] Cloning packet at ingress", self._packet_id)
                 # I2E: the packet as received, parsed again, metadata reset but the field list
                 cp = c.template[:]
                 cp[s.ingress_port] = F[s.ingress_port]
@@ -218,7 +218,7 @@ class Engine:
         resub = F[s.RESUB]
         if resub:
             if dbg:
-                log.debug("[%d] Resubmitting packet", self._packet_id)
+                log.debug("[%d.0] [cxt 0] Resubmitting packet", self._packet_id)
             cp = c.template[:]
             self._copy_field_list(c, resub, F, cp)
             cp[s.instance_type] = RESUBMIT
@@ -230,7 +230,7 @@ class Engine:
         mgid = F[s.mcast_grp] if s.mcast_grp is not None else 0
         if mgid:
             if dbg:
-                log.debug("[%d] Multicast requested for packet", self._packet_id)
+                log.debug("[%d.0] [cxt 0] Multicast requested for packet", self._packet_id)
             F[s.instance_type] = REPLICATION
             replicas = self.pre.groups.get(mgid)
             if replicas is None:
@@ -242,10 +242,10 @@ class Engine:
             return
         egress_port = F[s.egress_spec]
         if dbg:
-            log.debug("[%d] Egress port is %d", self._packet_id, egress_port)
+            log.debug("[%d.0] [cxt 0] Egress port is %d", self._packet_id, egress_port)
         if egress_port == self.drop_port:
             if dbg:
-                log.debug("[%d] Dropping packet at the end of ingress", self._packet_id)
+                log.debug("[%d.0] [cxt 0] Dropping packet at the end of ingress", self._packet_id)
             self._stats["dropped_ingress"] += 1
             return
         F[s.instance_type] = NORMAL
@@ -264,7 +264,7 @@ class Engine:
     def _replicate(self, s: _Slots, F: list, replicas: tuple, egress_q: list, dbg: bool) -> None:
         for port, rid in replicas:
             if dbg:
-                log.debug("[%d] Replicating packet on port %d", self._packet_id, port)
+                log.debug("[%d.0] [cxt 0] Replicating packet on port %d", self._packet_id, port)
             if s.egress_rid is not None:
                 F[s.egress_rid] = rid
             cp = F[:]
@@ -302,7 +302,7 @@ class Engine:
             session = self.pre.sessions.get(clone & MIRROR_ID_MASK)
             if session is not None:
                 if dbg:
-                    log.debug("[%d] Cloning packet at egress", self._packet_id)
+                    log.debug("[%d.0] [cxt 0] Cloning packet at egress", self._packet_id)
                 cp = F[:]
                 cp[:c.meta_end] = c.meta_init
                 self._copy_field_list(c, fl, F, cp)
@@ -312,14 +312,14 @@ class Engine:
                 self._replicate(s, cp, session.replicas, egress_q, dbg)
         if F[s.egress_spec] == self.drop_port:
             if dbg:
-                log.debug("[%d] Dropping packet at the end of egress", self._packet_id)
+                log.debug("[%d.0] [cxt 0] Dropping packet at the end of egress", self._packet_id)
             self._stats["dropped_egress"] += 1
             return
         frame = c.deparse(F)
         recirc = F[s.RECIRC]
         if recirc:
             if dbg:
-                log.debug("[%d] Recirculating packet", self._packet_id)
+                log.debug("[%d.0] [cxt 0] Recirculating packet", self._packet_id)
             cp = c.template[:]
             self._copy_field_list(c, recirc, F, cp)
             cp[s.instance_type] = RECIRC
@@ -332,7 +332,7 @@ class Engine:
         if trunc < len(frame):
             frame = frame[:trunc]
         if dbg:
-            log.debug("[%d] Transmitting packet of size %d out of port %d", self._packet_id,
+            log.debug("[%d.0] [cxt 0] Transmitting packet of size %d out of port %d", self._packet_id,
                       len(frame), port)
         out.append((port, frame))
 

@@ -2,12 +2,22 @@
 
 Same SwitchDriver as the P4Runtime driver and the same counting semantics as
 p4src/v1model/scitags.p4; the table layout is in openflow_pipeline.py. os-ken runs in a
-child process (openflow_agent.py) because eventlet's monkey-patching would break grpc and
-the controller's threads; openflow_link.py makes its calls synchronous.
+child process (openflow_agent.py: its working hub is eventlet's, whose monkey-patching would
+break grpc and the controller's threads); openflow_link.py makes its calls synchronous.
 
 Counters live in flow entries, so two things the P4 counter arrays do for free are kept here:
 counts of tag entries deleted by sync_tags (flow-removed, reason DELETE) stay with their tag
-id, and final counts of flows that idled out are kept for remove_flow.
+id (for the life of this driver instance), and final counts of flows that idled out are kept
+for remove_flow.
+
+Where OVS cannot match the P4 program exactly:
+  * parser_error is always 0: OVS parses what it can and drops nothing as malformed.
+  * OVS skips IPv6 extension headers (and reads ports of IPv4 packets with options) before
+    matching a firefly 5-tuple; the P4 parser does neither, so such packets count as firefly
+    traffic here and not there.
+  * OVS moves datapath counts into flow entries at each revalidation (every <= 500 ms), so a
+    read, and the final counts of remove_flow, can trail the wire by that much.
+  * idle timeouts are whole seconds (OpenFlow), rounded, at least 1.
 """
 from __future__ import annotations
 
@@ -138,11 +148,16 @@ class OpenFlowDriver(SwitchDriver):
         return self._call("flow_stats", table_id=table, cookie=ck, cookie_mask=mask)["flows"]
 
     # ---- pipeline and forwarding ----
+    def pipeline_cookie(self) -> int | None:
+        """Our layout's version while all its fixed entries are in place; None once someone
+        flushed them (the controller polls this to notice and re-sync)."""
+        base = [s for s in self._stats(pl.KIND_BASE)
+                if pl.cookie_id(s["cookie"]) == pl.PIPELINE_VERSION]
+        return pl.PIPELINE_VERSION if len(base) == pl.BASE_ENTRY_COUNT else None
+
     def ensure_pipeline(self) -> bool:
         with self._lock:
-            base = [s for s in self._stats(pl.KIND_BASE)
-                    if pl.cookie_id(s["cookie"]) == pl.PIPELINE_VERSION]
-            if len(base) == pl.BASE_ENTRY_COUNT:
+            if self.pipeline_cookie() == pl.PIPELINE_VERSION:
                 return False
             # Missing or another version: start clean, as pushing a P4 pipeline does.
             self._send([pl.delete_everything()] + pl.base_entries(), "install the pipeline")

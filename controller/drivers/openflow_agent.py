@@ -1,17 +1,20 @@
-"""os-ken agent: the eventlet side of the OpenFlow driver, run as a child process.
+"""os-ken agent: the OpenFlow side of the OpenFlow driver, run as a child process.
 
-eventlet's monkey-patching replaces socket/threading for the whole interpreter, which breaks
-grpc and the thread-based controller, so os-ken lives in its own process. The driver
-(openflow.py, via openflow_link.py) starts it with openflow_link.BOOTSTRAP, which patches before anything
-else is imported, and talks to it over an inherited socketpair (openflow_wire framing):
+os-ken 4 defaults to a threading ("native") hub whose kill() does nothing, so a lost switch
+connection never reaches DEAD_DISPATCHER; its eventlet hub works but needs eventlet's
+monkey-patching, which replaces socket/threading for the whole interpreter and would break
+grpc and the thread-based controller. So os-ken runs here, in its own process, with
+OSKEN_HUB_TYPE=eventlet. The driver (openflow.py, via openflow_link.py) starts it with
+openflow_link.BOOTSTRAP, which patches before anything else is imported, and talks to it over
+an inherited socketpair (openflow_wire framing):
 
   request  {"id": n, "op": "wait_connected"|"send"|"flow_stats"|"ping", ...}
   reply    {"id": n, "ok": true, "result": {...}} | {"id": n, "ok": false, "error": "..."}
   event    {"event": "connected"|"disconnected"|"packet_in"|"flow_removed", ...}
 
-OpenFlow messages cross the channel as os-ken jsondicts (to_jsondict / ofp_msg_from_jsondict),
-so the driver builds them with os-ken's own parser classes. The agent exits when the channel
-closes, so it never outlives its driver.
+The driver builds and serialises OpenFlow messages with os-ken's parser classes
+(openflow_pipeline); they cross the channel as base64 and the agent stamps an xid into each
+before sending it. The agent exits when the channel closes, so it never outlives its driver.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import base64
 import logging
 import os
 import socket
+import struct
 import sys
 from typing import Any
 
@@ -30,11 +34,12 @@ from os_ken.controller.controller import OpenFlowController
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, HANDSHAKE_DISPATCHER,
                                        MAIN_DISPATCHER, set_ev_cls)
 from os_ken.lib import hub
-from os_ken.ofproto import ofproto_parser, ofproto_v1_3
+from os_ken.ofproto import ofproto_v1_3
 
 from controller.drivers import openflow_wire as wire
 
 LOG = logging.getLogger("scitags.openflow_agent")
+_XID = struct.Struct("!I")  # the xid field of the OpenFlow header, at offset 4
 OFP = ofproto_v1_3
 
 # Reverse maps for error messages: OFPET_* numbers to names.
@@ -146,19 +151,27 @@ class ScitagsAgent(app_manager.OSKenApp):
         """Send messages, then a barrier; report the errors the switch raised for them."""
         timeout = float(request.get("timeout", 30))
         dp = self._datapath(timeout)
+        bufs = [bytearray(base64.b64decode(text, validate=True)) for text in request["msgs"]]
         pending = _Pending()
-        xids = []
-        for index, jsondict in enumerate(request["msgs"]):
-            msg = ofproto_parser.ofp_msg_from_jsondict(dp, jsondict)
-            xid = dp.set_xid(msg)
-            pending.index_of[xid] = index
-            self.pending[xid] = pending
-            xids.append(xid)
-            dp.send_msg(msg)
-        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-        xids.append(dp.set_xid(barrier))
-        self.pending[xids[-1]] = pending
-        dp.send_msg(barrier)
+        xids: list[int] = []
+        try:
+            for index, buf in enumerate(bufs):
+                xid = dp.xid = (dp.xid + 1) & OFP.MAX_XID  # what Datapath.set_xid does
+                _XID.pack_into(buf, 4, xid)
+                pending.index_of[xid] = index
+                self.pending[xid] = pending
+                xids.append(xid)
+                if not dp.send(bytes(buf)):
+                    raise ConnectionError("switch disconnected while sending")
+            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+            xids.append(dp.set_xid(barrier))
+            self.pending[xids[-1]] = pending
+            if not dp.send_msg(barrier):
+                raise ConnectionError("switch disconnected while sending")
+        except BaseException:
+            for xid in xids:
+                self.pending.pop(xid, None)
+            raise
         self._wait(dp, xids, pending, timeout, "barrier")
         return {"errors": pending.errors}
 
@@ -182,7 +195,7 @@ class ScitagsAgent(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev: Any) -> None:
         dp = ev.datapath
-        LOG.debug("datapath %s at %s: state %s", dp.id, dp.address, ev.state)
+        LOG.info("datapath %s at %s: state %s", dp.id, dp.address, ev.state)
         if ev.state == MAIN_DISPATCHER:
             self._enable_async(dp)
             self.dp = dp

@@ -21,7 +21,7 @@ from controller.drivers import openflow_wire as wire
 LOG = logging.getLogger(__name__)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # Patch first, import the agent after: nothing in the child may see unpatched sockets.
-BOOTSTRAP = ("import warnings; warnings.filterwarnings('ignore', 'Eventlet is deprecated'); "
+BOOTSTRAP = ("import warnings; warnings.filterwarnings('ignore', r'\\s*Eventlet is deprecated'); "
              "import eventlet; eventlet.monkey_patch(); "
              "from controller.drivers.openflow_agent import main; main()")
 

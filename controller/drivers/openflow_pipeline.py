@@ -1,7 +1,7 @@
 """The OpenFlow 1.3 rendering of p4src/v1model/scitags.p4: tables, cookies, metadata, flow-mods.
 
-Pure functions (no I/O): they build os-ken parser objects and return their jsondicts, which
-the agent turns back into messages for the switch.
+Pure functions (no I/O): they build messages with os-ken's parser classes and return them
+serialised (base64 text for the JSON channel); the agent stamps an xid and sends the bytes.
 
 One packet is counted once per dimension, as in the P4 program, by walking five tables:
 
@@ -20,6 +20,7 @@ One packet is counted once per dimension, as in the P4 program, by walking five 
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
@@ -72,7 +73,17 @@ class _StubDatapath:
 
 
 _DP = _StubDatapath()
-Json = dict[str, Any]
+Wire = str  # a serialised message, base64; xid 0 until the agent stamps one
+
+
+def _wire(msg: Any) -> Wire:
+    msg.xid = 0
+    msg.serialize()
+    return base64.b64encode(bytes(msg.buf)).decode()
+
+
+def decode_wire(text: Wire) -> bytearray:
+    return bytearray(base64.b64decode(text, validate=True))
 
 
 def cookie(kind: int, ident: int) -> int:
@@ -106,33 +117,34 @@ def _out(port: int) -> Any:
 
 
 def flow_add(table: int, priority: int, match: Any, instructions: list[Any], ck: int,
-             idle_timeout: int = 0, flags: int = 0) -> Json:
-    return P.OFPFlowMod(_DP, cookie=ck, table_id=table, command=OFP.OFPFC_ADD,
-                        idle_timeout=idle_timeout, priority=priority, flags=flags,
-                        match=match, instructions=instructions).to_jsondict()
+             idle_timeout: int = 0, flags: int = 0) -> Wire:
+    return _wire(P.OFPFlowMod(_DP, cookie=ck, table_id=table, command=OFP.OFPFC_ADD,
+                               idle_timeout=idle_timeout, priority=priority, flags=flags,
+                               match=match, instructions=instructions))
 
 
-def flow_delete_strict(table: int, priority: int, match: Any) -> Json:
-    return P.OFPFlowMod(_DP, table_id=table, command=OFP.OFPFC_DELETE_STRICT, priority=priority,
-                        out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY, match=match).to_jsondict()
+def flow_delete_strict(table: int, priority: int, match: Any) -> Wire:
+    return _wire(P.OFPFlowMod(_DP, table_id=table, command=OFP.OFPFC_DELETE_STRICT,
+                               priority=priority, out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY,
+                               match=match))
 
 
-def delete_everything() -> Json:
-    return P.OFPFlowMod(_DP, table_id=OFP.OFPTT_ALL, command=OFP.OFPFC_DELETE,
-                        out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY,
-                        match=P.OFPMatch()).to_jsondict()
+def delete_everything() -> Wire:
+    return _wire(P.OFPFlowMod(_DP, table_id=OFP.OFPTT_ALL, command=OFP.OFPFC_DELETE,
+                               out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY,
+                               match=P.OFPMatch()))
 
 
-def delete_kind(kind: int) -> Json:
+def delete_kind(kind: int) -> Wire:
     ck, mask = kind_filter(kind)
-    return P.OFPFlowMod(_DP, table_id=OFP.OFPTT_ALL, command=OFP.OFPFC_DELETE, cookie=ck,
-                        cookie_mask=mask, out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY,
-                        match=P.OFPMatch()).to_jsondict()
+    return _wire(P.OFPFlowMod(_DP, table_id=OFP.OFPTT_ALL, command=OFP.OFPFC_DELETE, cookie=ck,
+                               cookie_mask=mask, out_port=OFP.OFPP_ANY, out_group=OFP.OFPG_ANY,
+                               match=P.OFPMatch()))
 
 
 # ---- fixed entries ("the pipeline") ----
 
-def base_entries() -> list[Json]:
+def base_entries() -> list[Wire]:
     """Table-miss chain, bucket entries and the firefly punt: everything rule-independent."""
     base = cookie(KIND_BASE, PIPELINE_VERSION)
     md = P.OFPInstructionWriteMetadata
@@ -160,7 +172,7 @@ def base_entries() -> list[Json]:
     return entries
 
 
-def mirror_add(monitor_port: int | None) -> Json:
+def mirror_add(monitor_port: int | None) -> Wire:
     """Copies of mirrored tags go to the monitor port (nowhere until there is one)."""
     outputs = [_apply(_out(monitor_port))] if monitor_port is not None else []
     return flow_add(T_PUNT, PRIO_MIRROR, P.OFPMatch(metadata=(MIRROR_BIT, MIRROR_BIT)),
@@ -190,7 +202,7 @@ def tag_entry(rule: TagRule) -> TagEntry:
     return TagEntry(PRIO_TAG, encode_label(rule.experiment, rule.activity, 0), TAG_MASK)
 
 
-def tag_add(rule: TagRule) -> Json:
+def tag_add(rule: TagRule) -> Wire:
     entry = tag_entry(rule)
     md = CLASS_REGISTERED | (MIRROR_BIT if rule.mirror else 0)
     instructions = [P.OFPInstructionWriteMetadata(md, CLASS_MASK | MIRROR_BIT), _goto(T_FIREFLY)]
@@ -199,7 +211,7 @@ def tag_add(rule: TagRule) -> Json:
                     cookie(KIND_TAG, rule.tag_id), flags=OFP.OFPFF_SEND_FLOW_REM)
 
 
-def tag_delete(entry: TagEntry) -> Json:
+def tag_delete(entry: TagEntry) -> Wire:
     return flow_delete_strict(T_CLASSIFY, entry.priority, entry.match())
 
 
@@ -229,7 +241,7 @@ def idle_seconds(idle_timeout_s: float) -> int:
 
 
 def firefly_add(key: FlowKey, experiment: int, activity: int, idle_timeout_s: float,
-                ident: int) -> Json:
+                ident: int) -> Wire:
     md = P.OFPInstructionWriteMetadata(firefly_metadata(experiment, activity),
                                        HIT_BIT | FIREFLY_TAG_MASK)
     return flow_add(T_FIREFLY, PRIO_FIREFLY, firefly_match(key), [md, _goto(T_CROSSCHECK)],
@@ -237,7 +249,7 @@ def firefly_add(key: FlowKey, experiment: int, activity: int, idle_timeout_s: fl
                     flags=OFP.OFPFF_SEND_FLOW_REM)
 
 
-def firefly_delete(key: FlowKey) -> Json:
+def firefly_delete(key: FlowKey) -> Wire:
     return flow_delete_strict(T_FIREFLY, PRIO_FIREFLY, firefly_match(key))
 
 
@@ -266,7 +278,7 @@ def consistent_possible(experiment: int, activity: int) -> bool:
     return 1 <= experiment <= EXPERIMENT_MAX and 0 <= activity <= ACTIVITY_MAX
 
 
-def consistent_add(experiment: int, activity: int) -> Json:
+def consistent_add(experiment: int, activity: int) -> Wire:
     md = HIT_BIT | CLASS_REGISTERED | experiment << 8 | activity << 24
     match = P.OFPMatch(metadata=(md, HIT_BIT | CLASS_MASK | FIREFLY_TAG_MASK), eth_type=ETH_IPV6,
                        ipv6_flabel=(encode_label(experiment, activity, 0), TAG_MASK))
@@ -276,15 +288,15 @@ def consistent_add(experiment: int, activity: int) -> Json:
 
 # ---- L2 forwarding ----
 
-def mac_add(mac: str, port: int) -> Json:
+def mac_add(mac: str, port: int) -> Wire:
     return flow_add(T_L2, PRIO_MAC, P.OFPMatch(eth_dst=mac), [_apply(_out(port))],
                     cookie(KIND_L2, port))
 
 
-def mac_delete(mac: str) -> Json:
+def mac_delete(mac: str) -> Wire:
     return flow_delete_strict(T_L2, PRIO_MAC, P.OFPMatch(eth_dst=mac))
 
 
-def flood_add(ports: list[int]) -> Json:
+def flood_add(ports: list[int]) -> Wire:
     instructions = [_apply(*[_out(p) for p in ports])] if ports else []  # no ports: drop
     return flow_add(T_L2, PRIO_MISS, P.OFPMatch(), instructions, cookie(KIND_L2, 0))

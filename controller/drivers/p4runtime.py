@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 import grpc
-from google.protobuf import text_format
 from google.rpc import code_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
@@ -40,6 +39,7 @@ MIRROR_SESSION = 200  # ours: tagged traffic copied to the monitor port
 PUNT_REASON_FIREFLY = 1
 PRIORITY_ACTIVITY = 20  # specific (experiment, activity) beats the experiment wildcard
 PRIORITY_WILDCARD = 10
+KEY_CACHE_MAX = 300_000
 
 T_L2 = "ScitagsIngress.l2_forward"
 T_POLICY = "ScitagsIngress.scitag_policy"
@@ -77,6 +77,7 @@ class P4RuntimeDriver(SwitchDriver):
         self._lock = threading.RLock()  # one writer at a time; guards the caches
         self._flows: dict[FlowKey, FlowRule] = {}
         self._idle_reported: set[FlowKey] = set()
+        self._key_cache: dict[tuple, FlowKey] = {}
         self.last_zeroed: list[int] = []  # tag cells the last sync_tags zeroed (new to the switch)
         self.stats = {"packet_in": 0, "packet_in_ignored": 0, "idle_notifications": 0,
                       "idle_repeats": 0}
@@ -444,11 +445,19 @@ class P4RuntimeDriver(SwitchDriver):
             return counts
 
     def _decode_key(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowKey:
-        t = self.index.table(T_FF[afi])
-        vals = {t.field_by_id(m.field_id).name: decode(m.exact.value) for m in e.match}
-        addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
-        return FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
-                       vals["src_port"], vals["dst_port"])
+        # Reading 65536 entries is dominated by decoding: remember keys by their match bytes.
+        raw = (afi, *[m.exact.value for m in e.match])  # server field order is stable per table
+        key = self._key_cache.get(raw)
+        if key is None:
+            t = self.index.table(T_FF[afi])
+            vals = {t.field_by_id(m.field_id).name: decode(m.exact.value) for m in e.match}
+            addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
+            key = FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
+                          vals["src_port"], vals["dst_port"])
+            if len(self._key_cache) >= KEY_CACHE_MAX:
+                self._key_cache.clear()
+            self._key_cache[raw] = key
+        return key
 
     def _decode_flow(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowRule:
         key = self._decode_key(afi, e)
@@ -493,8 +502,8 @@ class P4RuntimeDriver(SwitchDriver):
             snap.buckets.setdefault(name, Counts())
         for afi in (4, 6):
             for e in self._read_table(T_FF[afi], counters=True):
-                rule = self._decode_flow(afi, e)
-                snap.flows[rule.key] = Counts(e.counter_data.packet_count, e.counter_data.byte_count)
+                c = e.counter_data
+                snap.flows[self._decode_key(afi, e)] = Counts(c.packet_count, c.byte_count)
         return snap
 
     # ---- stream messages ----

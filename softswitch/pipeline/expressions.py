@@ -53,11 +53,12 @@ def usat_cast(x: int, w: int) -> int:
 
 
 def shl(x: int, n: int) -> int:
-    return x << (n if n < SHIFT_CAP else SHIFT_CAP)
+    # a negative amount is a huge unsigned one to bm::Data: cap it like any huge shift
+    return x << (n if 0 <= n < SHIFT_CAP else SHIFT_CAP)
 
 
 def shr(x: int, n: int) -> int:
-    return x >> (n if n < SHIFT_CAP else SHIFT_CAP)
+    return x >> (n if 0 <= n < SHIFT_CAP else SHIFT_CAP)
 
 
 def div(x: int, y: int) -> int:
@@ -148,6 +149,8 @@ class ExprCompiler:
         if v.kind == "data":
             return v
         if v.kind == "bool":
+            if v.code in ("True", "False"):
+                return _const(int(v.code == "True"))
             return Val(f"(1 if {v.code} else 0)", "data", 1)
         raise ValueError(f"expected a value, got a {v.kind}")
 

@@ -12,6 +12,7 @@ P4Runtime priority p (larger wins) is stored as 2**31 - p, as PI does.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from dataclasses import dataclass, field
@@ -73,6 +74,14 @@ class Entry:
         self.sk = 0
 
 
+def _sk(e: "Entry") -> int:
+    return e.sk
+
+
+def _row_sk(row: tuple) -> int:
+    return row[0].sk
+
+
 def _noop(F: list, D: tuple) -> None:  # noqa: N803 - PHV naming used across generated code
     return None
 
@@ -123,7 +132,7 @@ class Table:
         self.exact: dict[Any, Entry] = {}
         self.groups: list[tuple] = []
         self._lpm: dict[int, dict] = {}
-        self._tern: dict[tuple, dict] = {}
+        self._tern: dict[tuple, list] = {}  # masks -> [dict key -> entries, best sk]
         self.ranges: list[tuple] = []
         self.lookup: Callable[..., Entry | None] = self._compile_lookup()
 
@@ -327,18 +336,20 @@ class Table:
         elif self.kind == "ternary":
             masks = tuple(s[2] for s in spec)
             key = spec[0][1] if len(spec) == 1 else tuple(s[1] for s in spec)
-            d = self._tern.setdefault(masks, {})
-            lst = d.setdefault(key, [])
-            lst.append(e)
-            lst.sort(key=lambda x: x.sk)
+            group = self._tern.get(masks)
+            if group is None:
+                group = self._tern[masks] = [{}, e.sk]
+            lst = group[0].setdefault(key, [])
+            bisect.insort(lst, e, key=_sk)
             e.skey = (masks, key)
-            self._rebuild_groups()
+            if e.sk <= group[1] or len(self._tern) != len(self.groups):
+                group[1] = min(group[1], e.sk)
+                self._rebuild_groups()
         else:
             row: list[Any] = [e]
             for s in spec:
                 row += [s[1], s[2]] if s[0] == "r" else [s[2], s[1]]
-            self.ranges.append(tuple(row))
-            self.ranges.sort(key=lambda r: r[0].sk)
+            bisect.insort(self.ranges, tuple(row), key=_row_sk)
 
     def _remove(self, e: Entry) -> None:
         if self.kind == "exact":
@@ -352,14 +363,18 @@ class Table:
                 self._rebuild_lpm()
         elif self.kind == "ternary":
             masks, key = e.skey
-            d = self._tern[masks]
+            group = self._tern[masks]
+            d = group[0]
             lst = d[key]
             lst.remove(e)
             if not lst:
                 del d[key]
             if not d:
                 del self._tern[masks]
-            self._rebuild_groups()
+                self._rebuild_groups()
+            elif e.sk == group[1]:
+                group[1] = min(x[0].sk for x in d.values())
+                self._rebuild_groups()
         else:
             self.ranges[:] = [r for r in self.ranges if r[0] is not e]
 
@@ -370,10 +385,8 @@ class Table:
                           for p in sorted(self._lpm, reverse=True)]
 
     def _rebuild_groups(self) -> None:
-        rows = []
-        for masks, d in self._tern.items():
-            gsk = min(lst[0].sk for lst in d.values())
-            rows.append((*masks, d, gsk))
+        """One row per mask group, best priority first (lookup stops early on them)."""
+        rows = [(*masks, d, gsk) for masks, (d, gsk) in self._tern.items()]
         rows.sort(key=lambda r: r[-1])
         self.groups[:] = rows
 

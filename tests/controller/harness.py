@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +37,8 @@ else:
     from tests.controller.standin_program import write as _write_standin
     P4INFO = Path(__file__).parent / "data" / "scitags.p4info.txtpb"
     DEVICE_JSON = _write_standin(Path(tempfile.gettempdir()) / f"scitags-standin-{os.getpid()}.json")
+    import atexit
+    atexit.register(DEVICE_JSON.unlink, missing_ok=True)
 HAVE_SOFT_CLI = (ROOT / "softswitch" / "cli.py").is_file()
 REGISTRY = ROOT / "scitags_core" / "data" / "registry-2025-09-04.json"
 
@@ -62,7 +63,7 @@ class SwitchProc:
 
     def __init__(self, kind: str, device_id: int, ports: list[int], log_dir: Path) -> None:
         self.kind, self.device_id = kind, device_id
-        self.veth = VethPorts(ports, tag=f"c{os.getpid() % 1000}d{device_id}")
+        self.veth = VethPorts(ports, tag=f"ct{os.getpid() % 1000}d{device_id}")
         self.grpc_port = free_tcp_port()
         self.log_path = log_dir / f"switch{device_id}.log"
         self.proc: subprocess.Popen | None = None

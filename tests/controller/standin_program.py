@@ -117,7 +117,7 @@ def build() -> dict:
     p.cond(ig, "c_registered", E("==", F(M, "label_class"), C(3, 2)), "c_same", "tbl_firefly_only")
     p.cond(ig, "c_hit", E("d2b", None, F(M, "firefly_hit")), "c_registered", "c_punt")
     for v, hdr, proto in ((4, "ipv4", "protocol"), (6, "ipv6", "next_hdr")):
-        t = p.table(ig, f"{IN}firefly_v{v}",
+        p.table(ig, f"{IN}firefly_v{v}",
                     [("exact", hdr, "src_addr"), ("exact", hdr, "dst_addr"), ("exact", hdr, proto),
                      ("exact", M, "l4_src_port"), ("exact", M, "l4_dst_port")],
                     [f"{IN}firefly_flow_v{v}", "NoAction"], default=("NoAction", []),

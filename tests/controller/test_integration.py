@@ -89,6 +89,14 @@ def flow_on_switch(obs, key: FlowKey) -> bool:
     return key in obs.installed_flows()
 
 
+def start_flow(rt, sport: int, act: int = PERFSONAR) -> FlowKey:
+    """A `start` firefly h1 -> h2 over UDP; returns its key once installed somewhere."""
+    key = FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", sport, 1094)
+    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], sport, 1094, CMS, act)
+    wait_until(lambda: key in rt.controller.flows and rt.controller.flows[key].installed, what="installed")
+    return key
+
+
 def test_empty_switch_to_counted_traffic(one_switch):
     sw, start = one_switch
     rt = start(mirror=["cms/perfSONAR"])
@@ -121,6 +129,16 @@ def test_empty_switch_to_counted_traffic(one_switch):
     assert ('scitags_bytes_total{activity="perfSONAR",experiment="cms",source="flowlabel",switch="s1"} '
             f"{float(5 * len(tagged))}") in metrics
     assert 'scitags_bucket_packets_total{bucket="unmarked",switch="s1"} 2.0' in metrics
+    from prometheus_client.parser import text_string_to_metric_families
+    names = {f.name for f in text_string_to_metric_families(metrics)}
+    assert {"scitags_bytes", "scitags_packets", "scitags_fireflies_refused", "scitags_switch_up"} <= names
+    import urllib.error
+    with pytest.raises(urllib.error.HTTPError) as err:
+        api(rt, "/api/v1/nope")
+    assert err.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as err:
+        api(rt, "/api/v1/flows?recent=x")
+    assert err.value.code == 400
 
 
 def test_mirror_copies_to_monitor_port(one_switch):
@@ -237,9 +255,7 @@ def test_registry_refresh_keeps_history_under_old_names(one_switch, tmp_path):
 def test_controller_restart_reconciles_and_keeps_counts(one_switch):
     sw, start = one_switch
     rt = start()
-    key = FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", 40002, 1094)
-    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], 40002, 1094, CMS, PERFSONAR)
-    wait_until(lambda: rt.controller.flows.get(key) and rt.controller.flows[key].installed, what="installed")
+    key = start_flow(rt, 40002)
     tagged = v6(flowlabel.encode_label(CMS, PERFSONAR))
     send_all(sw, 1, [tagged] * 3 + [v4(40002)] * 2)
     rows = counters(rt)
@@ -267,9 +283,7 @@ def test_controller_restart_reconciles_and_keeps_counts(one_switch):
 def test_switch_restart_repushes_and_keeps_history(one_switch):
     sw, start = one_switch
     rt = start()
-    key = FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", 40003, 1094)
-    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], 40003, 1094, CMS, PERFSONAR)
-    wait_until(lambda: rt.controller.flows.get(key) and rt.controller.flows[key].installed, what="installed")
+    key = start_flow(rt, 40003)
     tagged = v6(flowlabel.encode_label(CMS, PERFSONAR))
     send_all(sw, 1, [tagged] * 3)
     counters(rt)
@@ -473,3 +487,23 @@ def test_pipeline_replaced_by_another_client_is_repaired(one_switch):
         obs.close()
     send_all(sw, 1, [tagged] * 2)
     assert row(counters(rt), source="flowlabel", activity="perfSONAR")["packets"] == 5
+
+
+def test_when_full_evict_oldest(one_switch):
+    sw, start = one_switch
+    rt = start(**{"firefly.max_flows": 2, "firefly.when_full": "evict-oldest"})
+    keys = [FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", p, 1094) for p in (200, 201, 202)]
+    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], 200, 1094, CMS, 1)
+    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], 201, 1094, CMS, 1)
+    wait_until(lambda: len(rt.controller.flows) == 2, what="two flows")
+    send_firefly(rt, "ongoing", H1["ipv4"], H2["ipv4"], 200, 1094, CMS, 1)  # 201 is now the oldest
+    wait_until(lambda: rt.controller.flows[keys[0]].fireflies == 2, what="refresh")
+    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], 202, 1094, CMS, 1)
+    recent = wait_until(lambda: api(rt, "/api/v1/flows")["recent"], what="eviction")
+    assert recent[0]["end_reason"] == "evicted" and recent[0]["src_port"] == 201
+    obs = observer(sw)
+    try:
+        wait_until(lambda: set(obs.installed_flows()) == {keys[0], keys[2]}, what="entries after eviction")
+        assert set(rt.controller.flows) == {keys[0], keys[2]}
+    finally:
+        obs.close()

@@ -3,7 +3,6 @@ query commands against it, exit codes, and TLS to a P4Runtime server."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

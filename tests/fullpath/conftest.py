@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import HAVE_BMV2, IS_ROOT, ROOT
 
 TOPOLOGIES = ROOT / "topologies"
-P4_BUILD = ROOT / "p4src" / "build" / "v1model"
+from labnet.controller_proc import program_dir  # noqa: E402
+
+P4_BUILD = program_dir()
 HAVE_PROGRAM = (P4_BUILD / "scitags.json").exists() and (P4_BUILD / "scitags.p4info.txtpb").exists()
 
 

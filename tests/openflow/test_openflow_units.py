@@ -5,6 +5,7 @@ import base64
 
 import pytest
 from os_ken.ofproto import ofproto_parser
+from os_ken.ofproto import ofproto_v1_3_parser as P
 
 from controller.drivers import openflow_pipeline as pl
 from controller.drivers.base import DriverError, FlowKey, FlowRule, TagRule
@@ -14,9 +15,11 @@ from controller.topology import SwitchSpec
 from scitags_core.flowlabel import encode_label
 
 
-def _rebuilt(jsondict: dict) -> object:
-    # The agent's side of the channel: jsondict back to a message.
-    return ofproto_parser.ofp_msg_from_jsondict(pl._DP, jsondict)  # noqa: SLF001
+def _rebuilt(text: str) -> object:
+    # What the switch receives, parsed back by os-ken.
+    buf = pl.decode_wire(text)
+    version, msg_type, msg_len, xid = ofproto_parser.header(buf)
+    return P.OFPFlowMod.parser(pl._DP, version, msg_type, msg_len, xid, bytes(buf))  # noqa: SLF001
 
 
 def test_cookies_name_kind_and_id() -> None:

@@ -16,8 +16,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
+from softswitch.ports import RawSocketPort
+
 CPU_PORT = 255
 
 
@@ -37,7 +37,7 @@ class VethPorts:
 
     ports: list[int]
     tag: str = field(default_factory=lambda: f"p{os.getpid() % 10000}")
-    _socks: dict[int, socket.socket] = field(default_factory=dict)
+    _socks: dict[int, RawSocketPort] = field(default_factory=dict)
 
     def switch_iface(self, port: int) -> str:
         return f"{self.tag}s{port}"
@@ -55,10 +55,8 @@ class VethPorts:
                 subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"],
                                check=True, capture_output=True)
                 _ip("link", "set", iface, "up", "mtu", "9000")
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.bind((tb, 0))
-            s.setblocking(False)
-            self._socks[port] = s
+            # The switch's own port class: it restores VLAN tags the kernel strips.
+            self._socks[port] = RawSocketPort(tb, promiscuous=False)
 
     def destroy(self) -> None:
         for s in self._socks.values():
@@ -73,11 +71,8 @@ class VethPorts:
 
     def drain(self) -> None:
         for s in self._socks.values():
-            while True:
-                try:
-                    s.recv(65535)
-                except BlockingIOError:
-                    break
+            while s.recv() is not None:
+                pass
 
     def receive(self, timeout: float = 1.0, ports: list[int] | None = None,
                 until: int | None = None) -> dict[int, list[bytes]]:
@@ -90,13 +85,7 @@ class VethPorts:
         while (remaining := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select(list(socks), [], [], remaining)
             for s in ready:
-                while True:
-                    try:
-                        frame, addr = s.recvfrom(65535)
-                    except BlockingIOError:
-                        break
-                    if addr[2] == PACKET_OUTGOING:
-                        continue  # our own transmission on the test side
+                while (frame := s.recv()) is not None:
                     got[socks[s]].append(frame)
                     total += 1
             if until is not None and total >= until:

@@ -1,6 +1,7 @@
 """Run a differential-test scenario on BMv2 simple_switch_grpc and report what it did.
 
     python bmv2_driver.py SCENARIO.json RESULT.json   (inside the namespace of the veths)
+    python bmv2_driver.py --serve SCENARIO.json       (configure, then run until stdin closes)
 
 The scenario (see diffkit.py) holds a BMv2 JSON program, control-plane operations in
 the engine's terms, frames to send and state to read back. This script starts
@@ -29,7 +30,7 @@ from p4.v1 import p4runtime_pb2_grpc  # noqa: E402
 
 from p4info_gen import generate  # noqa: E402
 from softswitch.p4rt.testkit import (StreamClient, clone_session, exact, lpm,  # noqa: E402
-                                     multicast_group, optional, pipeline_request, range_,
+                                     multicast_group, pipeline_request, range_,
                                      table_entry, ternary, update, write_errors,
                                      write_request)
 from softswitch.ports import RawSocketPort  # noqa: E402
@@ -60,8 +61,11 @@ class Bmv2:
         cmd = [BMV2]
         for p in scenario["ports"]:
             cmd += ["-i", f"{p}@s{p}"]
-        cmd += ["--no-p4", "--log-file", str(Path(workdir) / "bmv2"), "--log-level", os.environ.get("BMV2_LOG_LEVEL", "debug"), "--log-flush",
-                "--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}",
+        level = os.environ.get("BMV2_LOG_LEVEL", "debug")
+        cmd += ["--no-p4"]
+        if level != "off":
+            cmd += ["--log-file", str(Path(workdir) / "bmv2"), "--log-level", level, "--log-flush"]
+        cmd += ["--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}",
                 "--cpu-port", str(CPU_PORT)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_listening()
@@ -115,8 +119,8 @@ class Bmv2:
                     match.append(ternary(i + 1, vals[0], vals[1]))
             elif kind == "range":
                 match.append(range_(i + 1, vals[0], vals[1]))
-            elif kind == "optional":
-                match.append(optional(i + 1, vals[0]))
+            elif kind == "optional":  # p4c emits optional keys as ternary in BMv2 JSON
+                match.append(ternary(i + 1, vals[0], b"\xff" * nb))
         action = op["action"]
         params = [(pid, bytes.fromhex(a)) for pid, a in zip(self.ids.params[action], op["args"])]
         return table_entry(self.ids.tables[table], match, self.ids.actions[action], params,
@@ -203,7 +207,24 @@ def collect(socks: dict[int, RawSocketPort], stream: StreamClient) -> list[list]
             last = time.monotonic()
 
 
+def serve(scenario_path: str) -> int:
+    """--serve: configure BMv2, print 'ready', keep it running until stdin closes."""
+    scenario = json.loads(Path(scenario_path).read_text())
+    tmp = str(Path(scenario_path).resolve().parent)
+    sw = Bmv2(scenario, tmp)
+    try:
+        for op in scenario.get("setup", []):
+            sw.setup(op)
+        print("ready", flush=True)
+        sys.stdin.read()
+    finally:
+        sw.close()
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1] == "--serve":
+        return serve(sys.argv[2])
     scenario = json.loads(Path(sys.argv[1]).read_text())
     result: dict = {"outputs": [], "counters": [], "direct_counters": [], "registers": []}
     tmp = str(Path(sys.argv[2]).resolve().parent)  # the log stays beside the result

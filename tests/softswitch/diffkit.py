@@ -87,9 +87,8 @@ def _match(m: list | None) -> tuple | None:
     return (m[0], *[bytes.fromhex(v) if isinstance(v, str) else v for v in m[1:]])
 
 
-def run_engine(sc: Scenario) -> dict[str, Any]:
-    e = Engine(cpu_port=CPU_PORT)
-    e.load(sc.program)
+def apply_setup(e: Engine, sc: Scenario) -> list[int | None]:
+    """Carry out the scenario's control-plane operations on an engine; entry handles."""
     handles: list[int | None] = []
     for op in sc.setup:
         kind = op["op"]
@@ -104,6 +103,13 @@ def run_engine(sc: Scenario) -> dict[str, Any]:
             e.mc_group_set(op["group"], [tuple(r) for r in op["replicas"]])
         elif kind == "clone_session_set":
             e.clone_session_set(op["session"], [tuple(r) for r in op["replicas"]])
+    return handles
+
+
+def run_engine(sc: Scenario) -> dict[str, Any]:
+    e = Engine(cpu_port=CPU_PORT)
+    e.load(sc.program)
+    handles = apply_setup(e, sc)
     outputs = []
     for port, frame in sc.packets:
         outputs.append(sorted([p, f.hex()] for p, f in e.process(port, bytes.fromhex(frame))

@@ -95,3 +95,31 @@ def test_switch_keeps_forwarding_after_fuzzing():
 def test_fuzzing_exercised_the_engine():
     # runs after the property test in file order: hundreds of frames went through
     assert ENGINE.stats()["rx"] >= 300
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.lists(frames, min_size=1, max_size=20))
+def test_running_switch_survives_random_frames(batch):
+    """Random frames through a running SoftSwitch's reader thread; a good frame still
+    goes through afterwards."""
+    from softswitch.ports import MemoryPort
+    from softswitch.switch import SoftSwitch
+    ports = {p: MemoryPort(f"m{p}") for p in (1, 2, 3)}
+    sw = SoftSwitch(ENGINE)
+    for p, io in ports.items():
+        sw.add_port(p, io)
+    sw.start()
+    try:
+        for f in batch:
+            ports[1].put(f)
+        ports[1].put(GOOD)
+        deadline = 50
+        while deadline:
+            got = ports[2].get(0.1)
+            if got == GOOD:
+                break
+            deadline -= 1
+        assert deadline, "the good frame did not come out"
+        assert sw.counters.get("errors", 0) == 0
+    finally:
+        sw.stop()

@@ -263,3 +263,35 @@ def test_switch_on_action_run():
     assert Ether(e.process(0, frame(dst=2))[0][1]).src == "00:00:00:00:00:00"
     e.table_set_default("t", "set_port", [b"\x02"])
     assert Ether(e.process(0, frame(dst=2))[0][1]).src == "00:00:00:00:00:ab"
+
+
+def test_concurrent_writes_and_packets_stay_consistent():
+    """The gRPC server writes from its threads while the port thread processes packets."""
+    import threading
+    e = make_engine(keyed_program([("ternary", "ethernet", "dst")], size=4096))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                hs = [e.table_add("t", [("ternary", b(i, 6), b(0xFFFF, 6))], "set_port",
+                                  [b(i % 500, 2)], priority=i) for i in range(n % 7, 60)]
+                for h in hs:
+                    e.table_delete("t", h)
+                n += 1
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for i in range(3000):
+            e.process(1, frame(dst=i % 70))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    assert e.stats().get("errors", 0) == 0
+    assert e.table_entries("t") == []
