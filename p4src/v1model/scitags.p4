@@ -11,29 +11,31 @@ control ScitagsVerifyChecksum(inout headers_t hdr, inout local_metadata_t meta) 
     apply { }  /* forwarding never rewrites headers, so checksums are left alone */
 }
 
+/* Every table, key, action and counter carries @name: the P4Runtime names are the
+   controller's interface and must not change when the code is refactored. */
 control ScitagsIngress(inout headers_t hdr,
                        inout local_metadata_t meta,
                        inout standard_metadata_t standard_metadata) {
 
-    counter(TAG_COUNTER_SIZE, CounterType.packets_and_bytes) tag_counter;
-    counter(BUCKET_COUNT, CounterType.packets_and_bytes) bucket_counter;
-    direct_counter(CounterType.packets_and_bytes) firefly_v4_counter;
-    direct_counter(CounterType.packets_and_bytes) firefly_v6_counter;
+    @name("tag_counter") counter(TAG_COUNTER_SIZE, CounterType.packets_and_bytes) tag_counter;
+    @name("bucket_counter") counter(BUCKET_COUNT, CounterType.packets_and_bytes) bucket_counter;
+    @name("firefly_v4_counter") direct_counter(CounterType.packets_and_bytes) firefly_v4_counter;
+    @name("firefly_v6_counter") direct_counter(CounterType.packets_and_bytes) firefly_v6_counter;
 
-    action drop() {
+    @name("drop") action drop() {
         mark_to_drop(standard_metadata);
     }
 
     /* ---- L2 forwarding ---- */
-    action set_egress_port(port_id_t port) {
+    @name("set_egress_port") action set_egress_port(port_id_t port) {
         standard_metadata.egress_spec = port;
     }
 
-    action flood(mcast_group_t group) {
+    @name("flood") action flood(mcast_group_t group) {
         standard_metadata.mcast_grp = group;
     }
 
-    table l2_forward {
+    @name("l2_forward") table l2_forward {
         key = {
             hdr.ethernet.dst_addr : exact @name("dst_mac");
         }
@@ -43,24 +45,24 @@ control ScitagsIngress(inout headers_t hdr,
     }
 
     /* ---- flow-label tags ---- */
-    action count_tag(tag_id_t tag_id) {
+    @name("count_tag") action count_tag(tag_id_t tag_id) {
         meta.label_class = LABEL_REGISTERED;
         tag_counter.count((bit<32>)tag_id);
     }
 
-    action count_tag_and_mirror(tag_id_t tag_id, bit<32> mirror_session) {
+    @name("count_tag_and_mirror") action count_tag_and_mirror(tag_id_t tag_id, bit<32> mirror_session) {
         meta.label_class = LABEL_REGISTERED;
         tag_counter.count((bit<32>)tag_id);
         clone(CloneType.I2E, mirror_session);
     }
 
-    action unregistered_label() {
+    @name("unregistered_label") action unregistered_label() {
         meta.label_class = LABEL_UNREGISTERED;
         bucket_counter.count(BUCKET_UNREGISTERED);
     }
 
     /* One entry per registered experiment/activity; activity mask 0 = whole experiment. */
-    table scitag_policy {
+    @name("scitag_policy") table scitag_policy {
         key = {
             meta.label_experiment : exact @name("experiment");
             meta.label_activity   : ternary @name("activity");
@@ -71,21 +73,21 @@ control ScitagsIngress(inout headers_t hdr,
     }
 
     /* ---- firefly-declared flows (5-tuple, from the controller) ---- */
-    action firefly_flow_v4(bit<16> experiment, bit<8> activity) {
+    @name("firefly_flow_v4") action firefly_flow_v4(bit<16> experiment, bit<8> activity) {
         firefly_v4_counter.count();
         meta.firefly_hit = true;
         meta.firefly_experiment = experiment;
         meta.firefly_activity = activity;
     }
 
-    action firefly_flow_v6(bit<16> experiment, bit<8> activity) {
+    @name("firefly_flow_v6") action firefly_flow_v6(bit<16> experiment, bit<8> activity) {
         firefly_v6_counter.count();
         meta.firefly_hit = true;
         meta.firefly_experiment = experiment;
         meta.firefly_activity = activity;
     }
 
-    table firefly_v4 {
+    @name("firefly_v4") table firefly_v4 {
         key = {
             hdr.ipv4.src_addr : exact @name("src_addr");
             hdr.ipv4.dst_addr : exact @name("dst_addr");
@@ -100,7 +102,7 @@ control ScitagsIngress(inout headers_t hdr,
         size = FIREFLY_TABLE_SIZE;
     }
 
-    table firefly_v6 {
+    @name("firefly_v6") table firefly_v6 {
         key = {
             hdr.ipv6.src_addr : exact @name("src_addr");
             hdr.ipv6.dst_addr : exact @name("dst_addr");
