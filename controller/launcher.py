@@ -3,12 +3,14 @@ listens at a switch's gRPC address. Both take simple_switch_grpc's flags (target
 after `--`)."""
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Mapping
 
 from controller.topology import SwitchSpec
 
@@ -37,16 +39,50 @@ def switch_binary(kind: str, override: str | None = None) -> str:
     return shutil.which("softswitch") or str(Path(__file__).resolve().parent.parent / ".venv/bin/softswitch")
 
 
+@functools.cache
+def bmv2_has_thrift(binary: str) -> bool:
+    """BMv2 built with Thrift opens a Thrift server (default port 9090, shared by every
+    instance): such a build needs its own --thrift-port per switch."""
+    try:
+        out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--thrift-port" in out.stdout + out.stderr
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def simple_switch_args(kind: str, binary: str, *, device_id: int, grpc_addr: str,
+                       interfaces: Mapping[int, str], cpu_port: int | None = 255,
+                       json_path: str | None = None, thrift_port: int | None = None) -> list[str]:
+    """simple_switch_grpc's command line (target options after `--`), for BMv2 or the
+    built-in target, which takes the same flags. The one place that builds it."""
+    cmd = [binary, "--device-id", str(device_id)]
+    for port, ifname in sorted(interfaces.items()):
+        cmd += ["-i", f"{port}@{ifname}"]
+    if kind == "bmv2":
+        # Per-instance Thrift port and notification socket: BMv2's defaults (9090,
+        # /tmp/bmv2-<device id>-...) collide when several switches run on one machine.
+        if bmv2_has_thrift(binary):
+            cmd += ["--thrift-port", str(thrift_port or free_tcp_port())]
+        port = grpc_addr.rsplit(":", 1)[-1]
+        cmd += ["--notifications-addr", f"ipc:///tmp/bmv2-{port}-{device_id}-notifications.ipc"]
+    cmd += [json_path] if json_path else ["--no-p4"]
+    cmd += ["--", "--grpc-server-addr", grpc_addr]
+    if cpu_port is not None:
+        cmd += ["--cpu-port", str(cpu_port)]
+    return cmd
+
+
 def switch_command(kind: str, spec: SwitchSpec, binary: str) -> list[str]:
-    interfaces = [f"{port}@{ifname}" for port, ifname in
-                  sorted((spec.options.get("interfaces") or {}).items())]
-    ifargs = [a for i in interfaces for a in ("-i", i)]
-    addr = spec.grpc_addr
-    cpu = [] if spec.cpu_port is None else ["--cpu-port", str(spec.cpu_port)]
-    # This BMv2 build has no Thrift server; a `thrift_port` switch option adds the flag.
-    thrift = ["--thrift-port", str(spec.options["thrift_port"])] if "thrift_port" in spec.options else []
-    return [binary, "--device-id", str(spec.device_id), *thrift, *ifargs,
-            "--no-p4", "--", "--grpc-server-addr", addr, *cpu]
+    return simple_switch_args(
+        kind, binary, device_id=spec.device_id, grpc_addr=spec.grpc_addr,
+        interfaces=spec.options.get("interfaces") or {}, cpu_port=spec.cpu_port,
+        thrift_port=spec.options.get("thrift_port"))
 
 
 def launch(kind: str, spec: SwitchSpec, log_dir: Path, binary: str | None = None,

@@ -38,6 +38,7 @@ class ControllerProcess:
                  state_dir: str | Path, log_path: str | Path, mirror: list[str] | None = None,
                  poll_interval: float = 1.0, extra: list[str] | None = None) -> None:
         self.api = api
+        self.poll_interval = poll_interval
         self.log_path = Path(log_path)
         self.argv = [*controller_command(), "-v", "start", "--topology", str(topology_file),
                      "--switch", switch, "--launch", "never", "--api", api,
@@ -87,6 +88,24 @@ class ControllerProcess:
 
     def counters(self, **params: str | None) -> list[dict[str, Any]]:
         return api_get(self.api, "/api/v1/counters", params)["counters"]
+
+    def settled_counters(self, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Counters once two successive polls agree (everything sent has been counted)."""
+        poll = self.poll_interval
+
+        def shape(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+            return [(r["packets"], r["bytes"]) for r in rows]
+
+        time.sleep(poll * 1.5)
+        last = self.counters()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(poll * 1.5)
+            now = self.counters()
+            if shape(now) == shape(last):
+                return now
+            last = now
+        return last
 
     def flows(self) -> dict[str, Any]:
         return api_get(self.api, "/api/v1/flows", {"recent": "100"})

@@ -114,10 +114,10 @@ def run_demo(lab: Lab, ctl: ControllerProcess | None, *, seconds: float, rate: s
 
     daemon.terminate()
     daemon.wait(timeout=10)
-    time.sleep(2.5)  # one more counter poll
+    rows = ctl.settled_counters()  # wait until the switches' counters stop moving
     say("operator's counters (controller counters):")
     print(ctl.counters_table(), flush=True)
-    check(ctl, path, results, r4)
+    check(rows, path, results, r4)
 
 
 def marker_base() -> list[str]:
@@ -126,8 +126,7 @@ def marker_base() -> list[str]:
     return [MARKER]
 
 
-def check(ctl: ControllerProcess, path: list[str], results: list[dict], r4: dict) -> None:
-    rows = ctl.counters()
+def check(rows: list[dict], path: list[str], results: list[dict], r4: dict) -> None:
     problems = []
     def counted(sw: str, source: str, exp: str, act: str) -> int:
         return sum(x["bytes"] for x in rows if x["switch"] == sw and x.get("source") == source

@@ -163,10 +163,15 @@ class Bmv2Switch(P4ProcessSwitch):
 
     target = "bmv2"
 
+    def thrift_port(self) -> int:
+        """Derived from the gRPC port (unique per lab), never BMv2's shared default 9090."""
+        port = self.grpc_port - 40000
+        return port if port >= 1024 else self.grpc_port + 10000
+
     def command(self) -> list[str]:
         if not bmv2_available():
             raise SwitchStartError(f"{self.name}: BMv2 not installed ({BMV2_BIN} missing)")
-        thrift = ["--thrift-port", str(self.grpc_port + 10000)] if bmv2_has_thrift() else []
+        thrift = ["--thrift-port", str(self.thrift_port())] if bmv2_has_thrift() else []
         argv = [str(BMV2_BIN), *self.port_args(), "--device-id", str(self.device_id), *thrift,
                 "--notifications-addr", f"ipc:///tmp/labnet-bmv2-{self.grpc_port}-notifications.ipc",
                 "--no-p4", "--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}"]

@@ -52,7 +52,7 @@ def transfer(src: Host, dst: Host, afi: int, dst_port: int, src_port: int, proto
 def start_server(t: Transfer) -> Any:
     """One-shot iperf3 server on the destination (exits after one test)."""
     return t.dst.popen(["iperf3", "-s", "-1", "-p", str(t.dst_port), "-B", t.dst_addr],
-                       stdout=None, stderr=None)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_client(t: Transfer, seconds: float, rate: str) -> Any:

@@ -17,6 +17,9 @@ Where OVS cannot match the P4 program exactly:
     traffic here and not there.
   * OVS moves datapath counts into flow entries at each revalidation (every <= 500 ms), so a
     read, and the final counts of remove_flow, can trail the wire by that much.
+  * OVS updates its tables before the barrier reply but its datapath flow cache
+    asynchronously: packets of an existing megaflow in the first moments after a change
+    (a new firefly flow, a tag) may still be counted as before it.
   * idle timeouts are whole seconds (OpenFlow), rounded, at least 1.
 """
 from __future__ import annotations

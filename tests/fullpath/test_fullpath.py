@@ -33,9 +33,7 @@ class FullPath:
         return self.ctl.counters()
 
     def settle(self) -> list[dict]:
-        """Counters after at least two polls that follow the traffic."""
-        time.sleep(POLL * 2.5)
-        return self.counters()
+        return self.ctl.settled_counters()
 
     def marker(self, *args: str) -> str:
         from labnet.traffic import marker_cmd

@@ -143,6 +143,14 @@ class OvsLab:
             _run("ip", "link", "del", f"{self.tag}{name}", check=False)
             _run("ip", "netns", "del", f"{self.tag}-{name}", check=False)
 
+    def sync(self) -> None:
+        """Wait until the datapath follows the flow tables. OVS applies flow-mods to its
+        tables before the barrier reply, but fixes cached datapath flows asynchronously
+        (revalidators), so packets sent right after a change may take the old path."""
+        done = _run("ovs-appctl", "revalidator/wait", check=False)
+        if done.returncode != 0:  # more than one datapath type in use: no single udpif
+            time.sleep(1.0)
+
     # ---- packets ----
     def send(self, host: str, frame: bytes, count: int = 1) -> None:
         sock = self.hosts[host].sock

@@ -17,6 +17,9 @@ class VethNet:
     veth: VethPorts
     ports: dict[str, int]
 
+    def sync(self) -> None:
+        """P4 table writes take effect before the write returns: nothing to wait for."""
+
     def send(self, host: str, frame: bytes, count: int = 1) -> None:
         for _ in range(count):
             self.veth.send(self.ports[host], frame)

@@ -65,6 +65,7 @@ def test_p4_and_openflow_switches_count_the_same(tmp_path) -> None:
         wait_until(lambda: key in rt.controller.flows
                    and set(rt.controller.flows[key].installed) == {"s1", "s2"})
         assert set(rt.controller.flows[key].installed) == {"s1", "s2"}
+        lab.sync()  # OVS datapath caches follow the new entries (see OvsLab.sync)
 
         firefly = [v4_frame(H1["mac"], H2["mac"], 40005, 1094, "tcp", H1["ipv4"], H2["ipv4"])] * 3
         cache = [v6_frame(H1["mac"], H2["mac"], encode_label(CMS, CACHE), 40006, 1094, "tcp",
@@ -108,6 +109,7 @@ def test_p4_and_openflow_switches_count_the_same(tmp_path) -> None:
         s2 = rt.controller.switches["s2"]
         wait_until(lambda: s2.pipeline_pushes == 2 and s2.ready, timeout=30)
         assert s2.pipeline_pushes == 2 and s2.ready
+        lab.sync()
         for frame in firefly[:2]:
             s1.veth.send(1, frame)
         assert len(lab.receive(timeout=5, until=2)["h2"]) == 2

@@ -121,6 +121,7 @@ def target(request: pytest.FixtureRequest, recorder: Recorder) -> Iterator[Targe
             return P4RuntimeDriver("s1", sw.device_id, f"127.0.0.1:{sw.grpc_port}", harness.P4INFO,
                                    harness.DEVICE_JSON, 255)
     drv = _connect(reopen(), recorder)
+    net.sync()
     yield Target(drv, net, reopen)
     drv.close()
 
@@ -129,6 +130,7 @@ def target(request: pytest.FixtureRequest, recorder: Recorder) -> Iterator[Targe
 def driver(clean_lab: OvsLab, recorder: Recorder) -> Iterator[OpenFlowDriver]:
     drv = OpenFlowDriver("s1", clean_lab.target)
     _connect(drv, recorder)
+    clean_lab.sync()
     yield drv
     drv.close()
 
@@ -185,6 +187,7 @@ def test_exact_tag_wins_over_its_experiment_wildcard(target: Target) -> None:
     driver.sync_tags([TagRule(1, CMS, 14), TagRule(4, CMS, None)])
     exact = [v6_frame(H1, H2, encode_label(CMS, 14, e)) for e in (0, 31)]
     other = [v6_frame(H1, H2, encode_label(CMS, 15))]
+    net.sync()
     for frame in exact + other:
         net.send("h1", frame)
     expect = {"tags": {1: counts(exact), 4: counts(other)}, "buckets": {}, "flows": {}}
@@ -207,6 +210,7 @@ def test_firefly_flows_cross_checked_against_labels(target: Target) -> None:
     only_v4 = [v4_frame(H1, H2, 5002, 6002, proto="tcp")] * 3
     no_firefly = [v6_frame(H1, H2, encode_label(CMS, 14), 5009, 6009)]
     frames = consistent + mismatch + only_v6 + only_v4 + no_firefly
+    net.sync()
     for frame in frames:
         net.send("h1", frame)
     assert len(net.receive(timeout=5.0, until=len(frames))["h2"]) == len(frames), \
@@ -231,6 +235,7 @@ def test_ipv6_extension_headers_are_a_known_difference(target: Target) -> None:
     driver.install_flow(FlowRule(key, CMS, 14, 60))
     frame = bytes(Ether(src=H1, dst=H2) / IPv6(src=A1, dst=A2, fl=encode_label(CMS, 14))
                   / IPv6ExtHdrHopByHop() / UDP(sport=5001, dport=6001) / Raw(b"x" * 32))
+    net.sync()
     net.send("h1", frame)
     label_only = {"tags": {1: counts([frame])}, "buckets": {}, "flows": {}}
     as_firefly = {"tags": {1: counts([frame])}, "buckets": {"consistent": counts([frame])},
@@ -271,6 +276,7 @@ def test_mirrored_tag_copies_to_the_monitor_port(target: Target) -> None:
     driver, net = target
     driver.sync_tags([TagRule(1, CMS, 14, mirror=True), TagRule(2, ATLAS, None)])
     tagged = v6_frame(H1, H2, encode_label(CMS, 14))
+    net.sync()
     net.send("h1", tagged, count=2)
     net.send("h1", v6_frame(H1, H2, encode_label(ATLAS, 1)))
     net.send("h1", v6_frame(H1, H2, 0))
@@ -284,6 +290,7 @@ def test_fireflies_are_not_mirrored(target: Target, recorder: Recorder) -> None:
     driver, net = target
     driver.sync_tags([TagRule(1, CMS, 14, mirror=True)])
     firefly = v6_frame(H1, H2, encode_label(CMS, 14), 40000, 10514, payload=b"{}")
+    net.sync()
     net.send("h1", firefly)
     assert len(recorder.wait_for(FireflyPacket, 1)) == 1
     got = net.receive(timeout=1.0)
@@ -295,6 +302,7 @@ def test_idle_flow_reported_with_final_counters(target: Target, recorder: Record
     key = FlowKey.of(A1, A2, "udp", 7000, 7001)
     driver.install_flow(FlowRule(key, CMS, 14, 1))
     frames = [v6_frame(H1, H2, encode_label(CMS, 14), 7000, 7001)] * 2
+    net.sync()
     for frame in frames:
         net.send("h1", frame)
     assert recorder.wait_for(FlowIdle, 1, timeout=30) == [FlowIdle("s1", key)]
@@ -307,6 +315,7 @@ def test_remove_flow_returns_final_counters(target: Target) -> None:
     key = FlowKey.of(V4_1, V4_2, "udp", 7100, 7101)
     driver.install_flow(FlowRule(key, ATLAS, 3, 300))
     frames = [v4_frame(H1, H2, 7100, 7101)] * 3
+    net.sync()
     for frame in frames:
         net.send("h1", frame)
     assert len(net.receive(timeout=2.0, until=3)["h2"]) == 3
@@ -324,6 +333,7 @@ def test_restarted_controller_adopts_installed_state(target: Target) -> None:
     for rule in rules:
         driver.install_flow(rule)
     frames = [v6_frame(H1, H2, encode_label(CMS, 14), 8000, 8001, proto="tcp")] * 2
+    net.sync()
     for frame in frames:
         net.send("h1", frame)
     assert len(net.receive(timeout=2.0, until=2)["h2"]) == 2
@@ -359,6 +369,7 @@ def test_removed_tag_keeps_its_counts(target: Target) -> None:
         net.send("h1", frame)
     settle(driver, {"tags": {1: counts(tagged)}, "buckets": {}, "flows": {}})
     driver.sync_tags([r for r in TAGS if r.tag_id != 1])
+    net.sync()
     net.send("h1", tagged[0])
     expect = {"tags": {1: counts(tagged)}, "buckets": {"unregistered": counts(tagged[:1])},
               "flows": {}}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
+from controller.launcher import free_tcp_port, simple_switch_args, switch_binary
 from softswitch.ports import RawSocketPort
 
 CPU_PORT = 255
@@ -23,12 +23,6 @@ CPU_PORT = 255
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -95,16 +89,16 @@ class VethPorts:
 
 def switch_command(kind: str, ports: VethPorts, grpc_port: int, device_id: int = 1,
                    json_path: str | None = None) -> list[str]:
-    """simple_switch_grpc's command line (target options after "--"), for either target."""
-    if kind == "bmv2":
-        cmd = [shutil.which("simple_switch_grpc") or "/opt/p4/bin/simple_switch_grpc"]
-    else:
-        cmd = [sys.executable, "-m", "softswitch.cli"]
-    for p in ports.ports:
-        cmd += ["-i", f"{p}@{ports.switch_iface(p)}"]
-    cmd += ["--device-id", str(device_id)]
-    cmd += [json_path] if json_path else ["--no-p4"]
-    cmd += ["--", "--grpc-server-addr", f"127.0.0.1:{grpc_port}", "--cpu-port", str(CPU_PORT)]
+    """The controller's own launch command line, for either target."""
+    binary = switch_binary(kind)
+    if kind == "soft" and not os.path.exists(binary):
+        binary = "softswitch"
+    cmd = simple_switch_args(kind, binary, device_id=device_id,
+                             grpc_addr=f"127.0.0.1:{grpc_port}", cpu_port=CPU_PORT,
+                             interfaces={p: ports.switch_iface(p) for p in ports.ports},
+                             json_path=json_path)
+    if kind == "soft" and binary == "softswitch":
+        cmd[0:1] = [sys.executable, "-m", "softswitch.cli"]
     return cmd
 
 

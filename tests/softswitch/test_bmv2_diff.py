@@ -3,6 +3,7 @@ simple_switch_grpc (the reference) must give the same frames out of the same por
 the same counters. Skipped when BMv2 is not installed or without root (veths)."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -148,24 +149,41 @@ def test_fuzz_program_random_frames(tmp_path):
     check(sc, tmp_path)
 
 
-def test_scitags_like_program(tmp_path):
-    sc = Scenario(scitags_like.program(), [1, 2, 3])
+def _scitags_sources() -> list:
+    from test_scitags_program import COMPILED
+    return [pytest.param(scitags_like.program, id="hand-built"),
+            pytest.param(lambda: json.loads(COMPILED.read_text()), id="compiled",
+                         marks=pytest.mark.skipif(not COMPILED.exists(),
+                                                  reason=f"{COMPILED} not built (needs p4c)"))]
+
+
+@pytest.mark.parametrize("source", _scitags_sources())
+def test_scitags_program(source, tmp_path):
+    doc = source()
+    names = ([t["name"] for p in doc["pipelines"] for t in p["tables"]] +
+             [a["name"] for a in doc["actions"]] + [c["name"] for c in doc["counter_arrays"]])
+
+    def n(suffix: str) -> str:
+        hits = sorted({x for x in names if x == suffix or x.endswith("." + suffix)})
+        assert len(hits) == 1, (suffix, hits)
+        return hits[0]
+
+    sc = Scenario(doc, [1, 2, 3])
     for port in (1, 2, 3):
-        sc.table_add("ingress.l2_forward", [("exact", b(port, 6))], "ingress.set_egress_port",
+        sc.table_add(n("l2_forward"), [("exact", b(port, 6))], n("set_egress_port"),
                      [b(port, 2)])
-    tag = sc.table_add("ingress.scitag_policy", [("exact", b(37, 2)), ("ternary", b"\x05", b"\x3f")],
-                       "ingress.count_tag", [b(42, 2)], 10)
-    sc.table_add("ingress.scitag_policy", [("exact", b(300, 2)), ("ternary", b"\x00", b"\x00")],
-                 "ingress.count_tag_and_mirror", [b(43, 2), b(7, 4)], 1)
-    ff = sc.table_add("ingress.firefly_v6",
+    sc.table_add(n("scitag_policy"), [("exact", b(37, 2)), ("ternary", b"\x05", b"\x3f")],
+                 n("count_tag"), [b(42, 2)], 10)
+    sc.table_add(n("scitag_policy"), [("exact", b(300, 2)), ("ternary", b"\x00", b"\x00")],
+                 n("count_tag_and_mirror"), [b(43, 2), b(7, 4)], 1)
+    ff = sc.table_add(n("firefly_v6"),
                       [("exact", bytes.fromhex("20010db8" + "0" * 23 + "1")),
                        ("exact", bytes.fromhex("20010db8" + "0" * 23 + "2")),
                        ("exact", b"\x11"), ("exact", b(5555, 2)), ("exact", b(10514, 2))],
-                      "ingress.firefly_flow_v6", [b(37, 2), b"\x05"])
+                      n("firefly_flow_v6"), [b(37, 2), b"\x05"])
     sc.mc_group(1, [(1, 0), (2, 0), (3, 0)])
     sc.clone_session(100, [(CPU_PORT, 0)])
     sc.clone_session(7, [(3, 0)])
-    del tag
 
     def v6(label: int, l4, dst: int = 2) -> bytes:
         return raw(Ether(dst=b(dst, 6), src=b(1, 6)) /
@@ -178,11 +196,13 @@ def test_scitags_like_program(tmp_path):
     sc.send(1, v6(0, UDP()))
     sc.send(3, v6(encode_label(37, 5), UDP(sport=5555, dport=10514)))
     sc.send(2, raw(Ether(dst="00:00:00:00:00:99", src=b(2, 6)) / IP() / UDP()))
+    sc.send(1, raw(Ether(dst=b(2, 6)) / Dot1Q(vlan=4) / IP() / UDP(dport=10514) / Raw(b"f")))
     sc.send(1, v6(encode_label(37, 5), TCP())[:40])
-    for i in range(6):
-        sc.read_counter("ingress.bucket_counter", i)
-    sc.read_counter("ingress.tag_counter", 42)
-    sc.read_counter("ingress.tag_counter", 43)
+    sc.send(1, raw(Ether(dst=b(3, 6)) / IP() / TCP()))
+    for i in range(8):
+        sc.read_counter(n("bucket_counter"), i)
+    sc.read_counter(n("tag_counter"), 42)
+    sc.read_counter(n("tag_counter"), 43)
     sc.read_direct_counter(ff)
     check(sc, tmp_path)
 
