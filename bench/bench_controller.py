@@ -11,8 +11,7 @@ installed), over real gRPC:
   counters) with --tags tag rules and --flows firefly entries installed.
 
 Prints figures, writes JSON to --out (default bench-results/controller.json).
-Uses p4src/build/v1model/scitags.json when p4c has built it, else the hand-built stand-in
-of the same program (tests/controller/standin_program.py); the JSON says which.
+Runs the committed compiler outputs (p4src/build/v1model).
 """
 from __future__ import annotations
 
@@ -45,13 +44,7 @@ BUILD = ROOT / "p4src/build/v1model"
 
 
 def program() -> tuple[Path, Path, str]:
-    if (BUILD / "scitags.json").is_file() and (BUILD / "scitags.p4info.txtpb").is_file():
-        return BUILD / "scitags.p4info.txtpb", BUILD / "scitags.json", "compiled"
-    from tests.controller.standin_program import write
-    path = write(Path(tempfile.gettempdir()) / f"scitags-standin-bench-{os.getpid()}.json")
-    import atexit
-    atexit.register(path.unlink, missing_ok=True)
-    return ROOT / "tests/controller/data/scitags.p4info.txtpb", path, "hand-built stand-in (p4c absent)"
+    return BUILD / "scitags.p4info.txtpb", BUILD / "scitags.json", "compiled"
 
 
 def free_port() -> int:

@@ -53,6 +53,7 @@ class SoftSwitch:
     def remove_port(self, port: int) -> None:
         with self._lock:
             io = self.ports.pop(port)
+            self.port_stats.pop(port, None)
             self._sel.unregister(io.fileno())
         io.close()
         log.info("Removing port %d", port)
@@ -77,10 +78,10 @@ class SoftSwitch:
             if io is None:
                 self.counters["tx_no_port"] += 1
                 continue
-            if io.send(out):
-                self.port_stats[out_port]["tx"] += 1
-            else:
-                self.port_stats[out_port]["tx_errors"] += 1
+            sent = io.send(out)
+            stats = self.port_stats.get(out_port)  # the port may be going away
+            if stats is not None:
+                stats["tx" if sent else "tx_errors"] += 1
         return outputs
 
     def _packet_in(self, frame: bytes) -> None:

@@ -265,7 +265,7 @@ class Table:
         args = ", ".join(f"k{i}" for i in range(n))
         ns: dict[str, Any] = {"G": self.groups, "R": self.ranges}
         if self.kind == "exact":
-            key = f"k0" if n == 1 else f"({args},)"
+            key = "k0" if n == 1 else f"({args},)"
             src = f"def lookup({args}):\n    return X.get({key})\n"
             ns["X"] = self.exact
         elif self.kind == "lpm":

@@ -26,19 +26,8 @@ from scitags_core.firefly_build import build_firefly
 from tests.conftest import BMV2_BIN, HAVE_BMV2, IS_ROOT, P4_BUILD, ROOT
 from tests.p4.dataplane import VethPorts, free_tcp_port, switch_command, wait_for_port
 
-COMPILED_P4INFO = P4_BUILD / "scitags.p4info.txtpb"
-COMPILED_JSON = P4_BUILD / "scitags.json"
-HAVE_BUILD = COMPILED_P4INFO.is_file() and COMPILED_JSON.is_file()
-if HAVE_BUILD:
-    P4INFO, DEVICE_JSON = COMPILED_P4INFO, COMPILED_JSON
-else:
-    # p4c not available: the hand-built stand-in of the same program (standin_program.py).
-    import tempfile
-    from tests.controller.standin_program import write as _write_standin
-    P4INFO = Path(__file__).parent / "data" / "scitags.p4info.txtpb"
-    DEVICE_JSON = _write_standin(Path(tempfile.gettempdir()) / f"scitags-standin-{os.getpid()}.json")
-    import atexit
-    atexit.register(DEVICE_JSON.unlink, missing_ok=True)
+# The committed compiler outputs (make p4): the real program, everywhere.
+P4INFO, DEVICE_JSON = P4_BUILD / "scitags.p4info.txtpb", P4_BUILD / "scitags.json"
 HAVE_SOFT_CLI = (ROOT / "softswitch" / "cli.py").is_file()
 REGISTRY = ROOT / "scitags_core" / "data" / "registry-2025-09-04.json"
 

@@ -11,13 +11,13 @@ from controller.drivers.p4runtime import parse_udp_frame
 from controller.firefly_policy import FireflyPolicy, PolicyConfig
 from controller.p4info import P4InfoError, P4InfoIndex, decode, encode
 from controller.store import Store, TotalKey
+from tests.conftest import P4_BUILD
 
-DATA = pathlib.Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
 def index() -> P4InfoIndex:
-    return P4InfoIndex.from_file(DATA / "scitags.p4info.txtpb")
+    return P4InfoIndex.from_file(P4_BUILD / "scitags.p4info.txtpb")
 
 
 def test_p4info_names_ids_widths(index):

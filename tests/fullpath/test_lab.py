@@ -116,3 +116,12 @@ def test_crash_then_clean_script(topo_copy):
     assert f"lab {prefix}: ended" in out.stdout
     assert leftovers(record) == []
     assert not (RUN_DIR / f"{prefix}.json").exists()
+
+
+def test_switch_interface_names_fit_ifnamsiz():
+    from labnet.network import LabError, switch_intf_name
+
+    assert switch_intf_name("labc", "s1", 3, 1) == "labcs1p3"
+    assert switch_intf_name("labc", "border-switch", 12, 7) == "labcd7p12"  # too long: by device id
+    with pytest.raises(LabError, match="longer than 15"):
+        switch_intf_name("labc" * 3, "x", 123, 1234567)

@@ -226,3 +226,18 @@ def test_send_marks_its_own_socket_without_nftables(ns):
     assert [int(x, 16) for x in labels.split()] == [int(reply["flow"]["flow_label"], 16)]
     assert flowlabel.decode_label(int(reply["flow"]["flow_label"], 16))[:2] == (8, 3)
     assert "scitags_marker" not in run_in(ns, "nft", "list", "ruleset").stdout
+
+
+def test_garbage_on_the_control_socket_is_answered_not_fatal(daemon_factory):
+    import socket as socket_mod
+
+    d = daemon_factory("--ongoing", "0")
+    for garbage in (b"not json\n", b"[1, 2]\n", b'{"op": "flow", "state": "start"}\n', b'{"op": "nosuch"}\n',
+                    b"\xff\xfe\n"):
+        with socket_mod.socket(socket_mod.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(d.sock))
+            s.sendall(garbage)
+            reply = json.loads(s.makefile().readline())
+        assert reply["ok"] is False and reply["message"], garbage
+    assert json.loads(d.marker("status", "--json").stdout)["ok"] is True

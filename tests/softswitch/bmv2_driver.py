@@ -39,8 +39,9 @@ BMV2 = os.environ.get("BMV2_BIN", "/opt/p4/bin/simple_switch_grpc")
 CPU_PORT = 255
 DEVICE = 0
 ELECTION = 10
-QUIET = 0.25      # seconds without output after which a frame is done
-FIRST_WAIT = 0.6  # seconds to wait for the first output of a frame
+QUIET = 0.2       # seconds without output after which a frame is done
+NONE_WAIT = 0.5   # how long a frame expected to vanish is watched
+LONG_WAIT = 5.0   # how long to wait for outputs that are expected (a loaded machine)
 
 
 def free_port() -> int:
@@ -185,14 +186,19 @@ class Bmv2:
             self.proc.kill()
 
 
-def collect(socks: dict[int, RawSocketPort], stream: StreamClient) -> list[list]:
-    """Frames out of any port (and packet-ins) until nothing came for QUIET seconds."""
+def collect(socks: dict[int, RawSocketPort], stream: StreamClient, expect: int) -> list[list]:
+    """Frames out of any port (and packet-ins): until `expect` (the count the engine gave)
+    arrived and nothing more came for QUIET seconds, or the wait ran out. The expectation
+    only sets how long to wait; what arrives is compared afterwards."""
     got: list[list] = []
     start = last = time.monotonic()
     fds = {s.fileno(): p for p, s in socks.items()}
     while True:
         now = time.monotonic()
-        limit = (start + FIRST_WAIT) if not got else (last + QUIET)
+        if len(got) >= expect:
+            limit = max(last + QUIET, start + (NONE_WAIT if expect == 0 else 0))
+        else:
+            limit = start + LONG_WAIT
         if now >= limit:
             return got
         ready = select.select(list(fds), [], [], min(0.02, limit - now))[0]
@@ -238,9 +244,10 @@ def main() -> int:
             for s in socks.values():  # nothing from before the first frame counts
                 while s.recv() is not None:
                     pass
-            for port, frame in scenario["packets"]:
+            expect = scenario.get("expect") or [0] * len(scenario["packets"])
+            for (port, frame), n in zip(scenario["packets"], expect):
                 socks[port].send(bytes.fromhex(frame))
-                result["outputs"].append(sorted(collect(socks, sw.stream)))
+                result["outputs"].append(sorted(collect(socks, sw.stream, n)))
             result["counters"] = [sw.counter(n, i) for n, i in scenario.get("counters", [])]
             result["direct_counters"] = [sw.direct_counter(k)
                                          for k in scenario.get("direct_counters", [])]

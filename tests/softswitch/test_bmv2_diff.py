@@ -31,7 +31,7 @@ pytestmark = [
 
 def check(sc: Scenario, tmp_path) -> dict:
     ours = run_engine(sc)
-    ref = run_bmv2(sc, tmp_path)
+    ref = run_bmv2(sc, tmp_path, [len(o) for o in ours["outputs"]])
     assert ours["errors"] == 0
     same = all(ours[k] == ref[k] for k in ("outputs", "counters", "direct_counters",
                                            "registers"))
@@ -283,4 +283,52 @@ def test_i2e_clone_headers_valid_in_egress(tmp_path):
     sc.clone_session(1, [(3, 0)])
     sc.send(1, raw(Ether() / IP(ttl=64) / Raw(b"x" * 10)))
     sc.send(1, raw(Ether(type=0x1234) / Raw(b"y" * 30)))
+    check(sc, tmp_path)
+
+
+def test_standard_metadata_as_each_stage_sees_it(tmp_path):
+    """What ingress and egress read from standard_metadata (timestamps and queue depths
+    aside, which depend on time and load)."""
+    from p4json import ETHERNET, F as F_, H as H_, Program, assign, extract, prim, set_egress
+    sm = "standard_metadata"
+    seen = [("ig_egress_port", 16), ("ig_egress_spec", 16), ("ig_instance", 8),
+            ("ig_packet_length", 32), ("eg_egress_spec", 16), ("eg_egress_port", 16),
+            ("eg_mcast_grp", 16), ("eg_rid", 16), ("eg_instance", 8), ("eg_packet_length", 32),
+            ("eg_ingress_port", 16), ("eg_parser_error", 8), ("eg_checksum_error", 8)]
+    p = Program()
+    p.header("ethernet", ETHERNET)
+    p.header("seen", seen)
+    p.metadata("m", [("ig_egress_port", 16), ("ig_egress_spec", 16), ("ig_instance", 8),
+                     ("ig_packet_length", 32)])
+    p.state("start", [extract("ethernet")])
+    p.action("look", [], [assign(F_("m", "ig_egress_port"), F_(sm, "egress_port")),
+                          assign(F_("m", "ig_egress_spec"), F_(sm, "egress_spec")),
+                          assign(F_("m", "ig_instance"), F_(sm, "instance_type")),
+                          assign(F_("m", "ig_packet_length"), F_(sm, "packet_length"))])
+    p.call("ingress", "tbl_look", "look", "t")
+    p.action("to", [("port", 9)], [set_egress({"type": "runtime_data", "value": 0})])
+    p.action("grp", [("g", 16)], [assign(F_(sm, "mcast_grp"), {"type": "runtime_data",
+                                                                "value": 0})])
+    p.table("ingress", "t", [("exact", "ethernet", "etype")], ["to", "grp", "NoAction"],
+            default=("NoAction", []))
+    stamp = [prim("add_header", H_("seen"))]
+    for f, _ in seen:
+        if f.startswith("ig_"):
+            stamp.append(assign(F_("seen", f), F_("m", f)))
+    for f, src in [("eg_egress_spec", "egress_spec"), ("eg_egress_port", "egress_port"),
+                   ("eg_mcast_grp", "mcast_grp"), ("eg_rid", "egress_rid"),
+                   ("eg_instance", "instance_type"), ("eg_packet_length", "packet_length"),
+                   ("eg_ingress_port", "ingress_port"), ("eg_parser_error", "parser_error"),
+                   ("eg_checksum_error", "checksum_error")]:
+        stamp.append(assign(F_("seen", f), F_(sm, src)))
+    p.action("stamp", [], stamp)
+    p.call("egress", "tbl_stamp", "stamp")
+    p.deparse("seen", "ethernet")
+    sc = Scenario(p.build(), [1, 2, 3, 4])
+    sc.table_add("t", [("exact", b(0x1111, 2))], "to", [b(2, 2)])
+    sc.table_add("t", [("exact", b(0x2222, 2))], "grp", [b(9, 2)])
+    sc.mc_group(9, [(3, 5), (4, 6)])
+    sc.send(1, raw(Ether(type=0x1111) / Raw(b"a" * 30)))
+    sc.send(2, raw(Ether(type=0x2222) / Raw(b"b" * 50)))
+    sc.send(4, raw(Ether(type=0x3333)))
     check(sc, tmp_path)

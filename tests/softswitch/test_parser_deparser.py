@@ -3,7 +3,7 @@ errors on truncated frames, verify, header stacks, checksums."""
 from __future__ import annotations
 
 from conftest import make_engine
-from p4json import (ETHERNET, IPV4, IPV6, UDP, C, E, F, H, P, Program, X, assign, extract,
+from p4json import (ETHERNET, IPV4, IPV6, UDP, C, E, F, H, Program, X, assign, extract,
                     l2_program, prim, set_egress)
 from scapy.layers.inet import IP, UDP as sUDP
 from scapy.layers.inet6 import IPv6
