@@ -194,27 +194,13 @@ class Engine:
             F[s.checksum_error] = F[s.CKERR]
         c.ingress(F)
         F[s.EXIT] = 0
-        clone = F[s.CLONE]
-        if clone:
-            F[s.CLONE] = 0
-            fl = F[s.CLONE_FL]
-            F[s.CLONE_FL] = 0
-            session = self.pre.sessions.get(clone & MIRROR_ID_MASK)
-            if session is not None:
-                if dbg:
-                    log.debug("[%d.0] [cxt 0] Cloning packet at ingress", self._packet_id)
-                # I2E: the packet as received, parsed again, metadata reset but the field list
-                cp = c.template[:]
-                cp[s.ingress_port] = F[s.ingress_port]
-                c.parse(cp, frame)
-                cp[:c.meta_end] = c.meta_init
-                self._copy_field_list(c, fl, F, cp)
-                cp[s.instance_type] = INGRESS_CLONE
-                cp[s.PKTLEN] = ingress_size
-                cp[s.ILEN] = F[s.ILEN]
-                if session.truncate:
-                    cp[s.TRUNC] = session.truncate
-                self._replicate(s, cp, session.replicas, egress_q, dbg)
+        if F[s.CLONE]:
+            # I2E: the packet as received, parsed again; metadata reset but the field list
+            cp = c.template[:]
+            cp[s.ingress_port] = F[s.ingress_port]
+            c.parse(cp, frame)
+            cp[s.PKTLEN] = ingress_size
+            self._clone(c, s, F, cp, INGRESS_CLONE, egress_q, dbg)
         resub = F[s.RESUB]
         if resub:
             if dbg:
@@ -250,6 +236,27 @@ class Engine:
             return
         F[s.instance_type] = NORMAL
         self._enqueue(s, egress_port, F, egress_q)
+
+    def _clone(self, c: CompiledProgram, s: _Slots, F: list, cp: list, instance_type: int,
+               egress_q: list, dbg: bool) -> None:
+        """Finish the copy cp of F for the clone F asked for, and replicate it per its
+        session (an unknown session clones nothing, as in BMv2)."""
+        session = self.pre.sessions.get(F[s.CLONE] & MIRROR_ID_MASK)
+        fl = F[s.CLONE_FL]
+        F[s.CLONE] = F[s.CLONE_FL] = 0
+        if session is None:
+            return
+        if dbg:
+            log.debug("[%d.0] [cxt 0] Cloning packet at %s", self._packet_id,
+                      "ingress" if instance_type == INGRESS_CLONE else "egress")
+        cp[:c.meta_end] = c.meta_init
+        self._copy_field_list(c, fl, F, cp)
+        cp[s.instance_type] = instance_type
+        cp[s.ILEN] = F[s.ILEN]
+        cp[s.CLONE] = cp[s.CLONE_FL] = 0
+        if session.truncate:
+            cp[s.TRUNC] = session.truncate
+        self._replicate(s, cp, session.replicas, egress_q, dbg)
 
     def _copy_field_list(self, c: CompiledProgram, fl_id: int, src: list, dst: list) -> None:
         if not fl_id:
@@ -294,22 +301,12 @@ class Engine:
         F[s.egress_spec] = (self.drop_port + 1) & s.egress_spec_mask
         F[s.packet_length] = F[s.PKTLEN] & s.packet_length_mask
         c.egress(F)
-        clone = F[s.CLONE]
-        if clone:
-            F[s.CLONE] = 0
-            fl = F[s.CLONE_FL]
-            F[s.CLONE_FL] = 0
-            session = self.pre.sessions.get(clone & MIRROR_ID_MASK)
-            if session is not None:
-                if dbg:
-                    log.debug("[%d.0] [cxt 0] Cloning packet at egress", self._packet_id)
-                cp = F[:]
-                cp[:c.meta_end] = c.meta_init
-                self._copy_field_list(c, fl, F, cp)
-                cp[s.instance_type] = EGRESS_CLONE
-                cp[s.RESUB] = cp[s.RECIRC] = cp[s.EXIT] = 0
-                cp[s.TRUNC] = session.truncate or NO_TRUNCATION
-                self._replicate(s, cp, session.replicas, egress_q, dbg)
+        if F[s.CLONE]:
+            # E2E: the headers as egress left them; metadata reset but the field list
+            cp = F[:]
+            cp[s.RESUB] = cp[s.RECIRC] = cp[s.EXIT] = 0
+            cp[s.TRUNC] = NO_TRUNCATION
+            self._clone(c, s, F, cp, EGRESS_CLONE, egress_q, dbg)
         if F[s.egress_spec] == self.drop_port:
             if dbg:
                 log.debug("[%d.0] [cxt 0] Dropping packet at the end of egress", self._packet_id)
