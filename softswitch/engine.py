@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from softswitch.pipeline.compiled import CompiledProgram
 from softswitch.pipeline.errors import ImmutableTable, TableFull, UnsupportedProgram
@@ -195,12 +195,14 @@ class Engine:
         c.ingress(F)
         F[s.EXIT] = 0
         if F[s.CLONE]:
-            # I2E: the packet as received, parsed again; metadata reset but the field list
-            cp = c.template[:]
-            cp[s.ingress_port] = F[s.ingress_port]
-            c.parse(cp, frame)
-            cp[s.PKTLEN] = ingress_size
-            self._clone(c, s, F, cp, INGRESS_CLONE, egress_q, dbg)
+            def i2e_copy() -> list:
+                # the packet as received, parsed again (metadata is reset by _clone)
+                cp = c.template[:]
+                cp[s.ingress_port] = F[s.ingress_port]
+                c.parse(cp, frame)
+                cp[s.PKTLEN] = ingress_size
+                return cp
+            self._clone(c, s, F, i2e_copy, INGRESS_CLONE, egress_q, dbg)
         resub = F[s.RESUB]
         if resub:
             if dbg:
@@ -237,10 +239,11 @@ class Engine:
         F[s.instance_type] = NORMAL
         self._enqueue(s, egress_port, F, egress_q)
 
-    def _clone(self, c: CompiledProgram, s: _Slots, F: list, cp: list, instance_type: int,
-               egress_q: list, dbg: bool) -> None:
-        """Finish the copy cp of F for the clone F asked for, and replicate it per its
-        session (an unknown session clones nothing, as in BMv2)."""
+    def _clone(self, c: CompiledProgram, s: _Slots, F: list, make_copy: Callable[[], list],
+               instance_type: int, egress_q: list, dbg: bool) -> None:
+        """The clone F asked for: a copy (made only if the session exists: an unknown
+        session clones nothing, as in BMv2) with metadata reset but the field list,
+        replicated per the session."""
         session = self.pre.sessions.get(F[s.CLONE] & MIRROR_ID_MASK)
         fl = F[s.CLONE_FL]
         F[s.CLONE] = F[s.CLONE_FL] = 0
@@ -249,6 +252,7 @@ class Engine:
         if dbg:
             log.debug("[%d.0] [cxt 0] Cloning packet at %s", self._packet_id,
                       "ingress" if instance_type == INGRESS_CLONE else "egress")
+        cp = make_copy()
         cp[:c.meta_end] = c.meta_init
         self._copy_field_list(c, fl, F, cp)
         cp[s.instance_type] = instance_type
@@ -302,11 +306,13 @@ class Engine:
         F[s.packet_length] = F[s.PKTLEN] & s.packet_length_mask
         c.egress(F)
         if F[s.CLONE]:
-            # E2E: the headers as egress left them; metadata reset but the field list
-            cp = F[:]
-            cp[s.RESUB] = cp[s.RECIRC] = cp[s.EXIT] = 0
-            cp[s.TRUNC] = NO_TRUNCATION
-            self._clone(c, s, F, cp, EGRESS_CLONE, egress_q, dbg)
+            def e2e_copy() -> list:
+                # the headers as egress left them (metadata is reset by _clone)
+                cp = F[:]
+                cp[s.RESUB] = cp[s.RECIRC] = cp[s.EXIT] = 0
+                cp[s.TRUNC] = NO_TRUNCATION
+                return cp
+            self._clone(c, s, F, e2e_copy, EGRESS_CLONE, egress_q, dbg)
         if F[s.egress_spec] == self.drop_port:
             if dbg:
                 log.debug("[%d.0] [cxt 0] Dropping packet at the end of egress", self._packet_id)

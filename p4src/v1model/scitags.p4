@@ -186,8 +186,8 @@ control ScitagsIngress(inout headers_t hdr,
 control ScitagsEgress(inout headers_t hdr,
                       inout local_metadata_t meta,
                       inout standard_metadata_t standard_metadata) {
-    /* An ingress clone reaches egress with no header valid (BMv2 re-emits the frame as
-       received), so the packet-in header goes in front of the original frame. */
+    /* An ingress clone is the frame as received, parsed again; nothing here rewrites its
+       headers, so the copy to the CPU is the packet-in header + the original frame. */
     apply {
         if (standard_metadata.egress_port == CPU_PORT_ID) {
             hdr.packet_in.setValid();

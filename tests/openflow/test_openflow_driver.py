@@ -1,8 +1,9 @@
 """Switch drivers against real switches, scapy packets from the hosts.
 
-The tests that apply to any SwitchDriver run twice: OpenFlowDriver on Open vSwitch (netdev
-bridge, hosts in namespaces) and P4RuntimeDriver on the built-in P4 softswitch (veth ports),
-so "counted exactly as on the P4 target" is checked against the P4 target itself. The
+The tests that apply to any SwitchDriver run on every target: OpenFlowDriver on Open vSwitch
+(netdev bridge, hosts in namespaces) and P4RuntimeDriver on the P4 softswitch and on BMv2
+(veth ports; tests/controller/harness), so "counted exactly as on the P4 target" is checked
+against the P4 targets themselves (same frames, same expected numbers). The
 expected numbers are those of p4src/v1model/scitags.p4: one packet counts once per dimension
 (label class or tag; firefly flow; cross-check bucket). OVS-only tests use `clean_lab`.
 """
@@ -22,8 +23,8 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from controller.drivers.base import (BUCKETS, ConnectionLost, Counts, FireflyPacket, FlowIdle, FlowKey, FlowRule,
-                                     SwitchDriver, SwitchUnreachable, TagRule)
+from controller.drivers.base import (BUCKETS, ConnectionLost, Counts, FireflyPacket, FlowIdle,
+                                     FlowKey, FlowRule, SwitchDriver, SwitchUnreachable, TagRule)
 from controller.drivers.openflow import OpenFlowDriver
 from scitags_core.flowlabel import encode_label
 from tests.openflow.conftest import FLOOD_PORTS, H1, H2, H3, MAC_PORTS, MONITOR_PORT
@@ -45,16 +46,13 @@ def recorder() -> Recorder:
 P4_PORTS = {"h1": 1, "h2": 2, "h3": 3, "mon1": 4}
 
 
-_P4_SWITCHES: dict[str, object] = {}
-
-
 @pytest.fixture(scope="module")
-def p4_switches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+def p4_switches() -> Iterator[dict[str, object]]:
     """P4 switch processes (softswitch, BMv2), started on first use, stopped with the module."""
-    yield _P4_SWITCHES
-    for sw in _P4_SWITCHES.values():
+    switches: dict[str, object] = {}
+    yield switches
+    for sw in switches.values():
         sw.stop()  # type: ignore[attr-defined]
-    _P4_SWITCHES.clear()
 
 
 def p4_switch(kind: str, switches: dict[str, object], tmp: pytest.TempPathFactory) -> object:
@@ -406,6 +404,26 @@ def test_dead_agent_is_reported_and_replaced(driver: OpenFlowDriver, recorder: R
         driver.read_counters()
     driver.connect()
     assert driver.connected and driver.ensure_pipeline() is False
+
+
+def test_switch_may_connect_to_the_driver_instead(clean_lab: OvsLab, recorder: Recorder) -> None:
+    # ptcp: the agent listens and OVS connects (set-controller BR tcp:HOST:PORT).
+    port = free_tcp_port()
+    drv = OpenFlowDriver("s1", f"ptcp:{port}:127.0.0.1")
+    subprocess.run(["ovs-vsctl", "set-controller", clean_lab.bridge, f"tcp:127.0.0.1:{port}"],
+                   check=True, capture_output=True)
+    try:
+        _connect(drv, recorder)
+        clean_lab.sync()
+        clean_lab.send("h1", v6_frame(H1, H2, 0, 40000, 10514, payload=b"{}"))
+        assert len(recorder.wait_for(FireflyPacket, 1)) == 1
+        expect = {"tags": {}, "buckets": {"unmarked": counts([v6_frame(H1, H2, 0, 40000, 10514,
+                                                                       payload=b"{}")])},
+                  "flows": {}}
+        assert settle(drv, expect) == expect
+    finally:
+        drv.close()
+        _set_controller(clean_lab, True)
 
 
 def test_unreachable_switch_raises() -> None:

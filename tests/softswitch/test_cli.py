@@ -118,15 +118,6 @@ class Running:
             return -9
 
 
-@pytest.fixture
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    lab = NetLab([1, 2])
-    yield lab
-    lab.close()
-
-
 @pytest.mark.netns
 def test_runs_forwards_logs_and_stops_cleanly(lab, tmp_path):
     prog = tmp_path / "cross.json"

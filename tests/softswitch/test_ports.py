@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from conftest import make_engine
-from netlab import NetLab, in_netns
+from netlab import in_netns
 from p4json import l2_program
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
@@ -111,15 +111,6 @@ def test_concurrent_packet_out_and_port_traffic():
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-
-
-@pytest.fixture
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    lab = NetLab([1, 2])
-    yield lab
-    lab.close()
 
 
 @needs_root
