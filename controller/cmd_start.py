@@ -20,7 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "start", help="run the controller (program switches, follow fireflies, count)",
         description="Keep every switch equal to what the registry, the topology and the live "
         "fireflies say, and serve counters on a local HTTP API. Options override --config.")
-    p.add_argument("--switch", choices=["bmv2", "soft"], help="target to launch when a switch is not running (default soft)")
+    p.add_argument("--switch", choices=["bmv2", "soft", "ovs"],
+                   help="target to launch when a switch is not running (default soft); ovs: the "
+                   "single switch is Open vSwitch, attached over OpenFlow at --openflow (never launched)")
+    p.add_argument("--openflow", metavar="TARGET",
+                   help="with --switch ovs: tcp:HOST:PORT when OVS listens (ovs-vsctl set-controller "
+                   "BR ptcp:PORT), or ptcp:PORT[:HOST] when OVS connects to us (set-controller BR tcp:HOST:PORT)")
     p.add_argument("--grpc-addr", help="HOST:PORT of the single switch (no --topology); default 127.0.0.1:9559")
     p.add_argument("--device-id", type=int, help="P4Runtime device id of the single switch (default 1)")
     p.add_argument("--cpu-port", type=int, help="CPU port of the single switch (default 255)")
@@ -60,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     o = {k: getattr(args, k) for k in (
-        "switch", "grpc_addr", "device_id", "cpu_port", "topology", "registry", "registry_refresh_s",
+        "switch", "openflow", "grpc_addr", "device_id", "cpu_port", "topology", "registry", "registry_refresh_s",
         "launch", "switch_binary", "p4info", "device_config", "state_dir", "api", "poll_interval_s",
         "election_id", "firefly_listen")}
     o["mirror"] = args.mirror

@@ -2,8 +2,11 @@
 
 Example (every key optional):
 ```yaml
-switch: soft                 # bmv2 | soft: which target to launch when a switch is not running
+switch: soft                 # bmv2 | soft: which target to launch when a switch is not running;
+                             # ovs: the one switch (no topology) is Open vSwitch, over OpenFlow
 grpc_addr: 127.0.0.1:9559    # without a topology: the one switch to manage
+openflow: tcp:127.0.0.1:6653 # switch: ovs: tcp:HOST:PORT (OVS listens: set-controller BR ptcp:PORT)
+                             # or ptcp:PORT[:HOST] (we listen; OVS: set-controller BR tcp:HOST:PORT)
 device_id: 1
 cpu_port: 255
 topology: topologies/line.yaml
@@ -42,7 +45,7 @@ from controller.firefly_policy import PolicyConfig
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_P4INFO = REPO / "p4src/build/v1model/scitags.p4info.txtpb"
 DEFAULT_DEVICE_CONFIG = REPO / "p4src/build/v1model/scitags.json"
-SWITCH_KINDS = ("bmv2", "soft")
+SWITCH_KINDS = ("bmv2", "soft", "ovs")
 LAUNCH_MODES = ("auto", "never", "always")
 
 
@@ -61,6 +64,7 @@ class TLSConfig:
 class ControllerConfig:
     switch: str = "soft"
     grpc_addr: str = "127.0.0.1:9559"
+    openflow: str | None = None  # switch ovs: where to reach it (openflow_wire.parse_target)
     device_id: int = 1
     cpu_port: int = 255
     topology: str | None = None
@@ -84,6 +88,11 @@ class ControllerConfig:
             raise ConfigError(f"switch {self.switch!r} is not one of {', '.join(SWITCH_KINDS)}")
         if self.launch not in LAUNCH_MODES:
             raise ConfigError(f"launch {self.launch!r} is not one of {', '.join(LAUNCH_MODES)}")
+        if self.switch == "ovs":
+            self._validate_ovs()
+        elif self.openflow:
+            raise ConfigError(f"openflow {self.openflow!r} is for switch ovs (--switch ovs); "
+                              "a topology's OVS switches take `openflow:` in their entry")
         for what, addr in (("grpc_addr", self.grpc_addr), ("api", self.api)):
             split_addr(addr, what)
         if self.firefly_listen:
@@ -94,6 +103,23 @@ class ControllerConfig:
             self.firefly.validate()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _validate_ovs(self) -> None:
+        from controller.drivers.openflow_wire import parse_target  # stdlib only
+        if self.topology:
+            raise ConfigError("switch ovs is the single-switch form: in a topology, give the "
+                              "switch `kind: ovs` and `openflow: TARGET` instead")
+        if self.launch == "always":
+            raise ConfigError("launch always with switch ovs: the controller does not start "
+                              "Open vSwitch, it attaches to it (use launch auto or never)")
+        if not self.openflow:
+            raise ConfigError("switch ovs needs openflow (--openflow): tcp:HOST:PORT when OVS "
+                              "listens (ovs-vsctl set-controller BR ptcp:PORT), or ptcp:PORT[:HOST] "
+                              "when OVS connects to us (set-controller BR tcp:HOST:PORT)")
+        try:
+            parse_target(str(self.openflow))
+        except ValueError as exc:
+            raise ConfigError(f"openflow: {exc}") from None
 
 
 def split_addr(addr: str, what: str = "address") -> tuple[str, int]:

@@ -49,6 +49,11 @@ class Runtime:
 def make_topology(cfg: ControllerConfig) -> Topology:
     if cfg.topology:
         return load_topology(cfg.topology)
+    if cfg.switch == "ovs":  # one Open vSwitch, reached over OpenFlow
+        return Topology.from_dict({"name": "s1", "description": "single switch",
+                                   "switches": {"s1": {"device_id": cfg.device_id, "kind": "ovs",
+                                                       "cpu_port": None, "openflow": cfg.openflow}},
+                                   "hosts": {}, "links": []}, "<command line>")
     host, port = split_addr(cfg.grpc_addr, "--grpc-addr")
     return Topology.single_switch(cfg.device_id, port, cfg.cpu_port, host)
 
@@ -90,11 +95,12 @@ def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
 
 
 def build(cfg: ControllerConfig, with_api: bool = True) -> Runtime:
-    for what, path in (("P4Info", cfg.p4info), ("device config (BMv2 JSON)", cfg.device_config)):
-        if not Path(path).is_file():
-            raise ConfigError(f"{what} {path} not found: build the P4 program first (make p4) "
-                              f"or give --p4info/--device-config")
     topo = make_topology(cfg)
+    if any(spec.kind == "p4" for spec in topo.switches.values()):  # OpenFlow switches need neither
+        for what, path in (("P4Info", cfg.p4info), ("device config (BMv2 JSON)", cfg.device_config)):
+            if not Path(path).is_file():
+                raise ConfigError(f"{what} {path} not found: build the P4 program first (make p4) "
+                                  f"or give --p4info/--device-config")
     state = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
     state.mkdir(parents=True, exist_ok=True)
     launched: list[subprocess.Popen] = []

@@ -7,6 +7,7 @@ unit_name give the readable names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from p4.config.v1 import p4info_pb2
 
@@ -28,6 +29,14 @@ UNIT_BOTH = p4info_pb2.CounterSpec.BOTH
 
 # eq=False: objects compare by identity (they hold dicts, and one P4Info id is one object).
 _frozen = dataclass(frozen=True, slots=True, eq=False)
+
+
+def _named(items: tuple, name: str, missing: Callable[[], str]) -> Any:
+    """The item called name; UnknownName(missing()) when there is none."""
+    for x in items:
+        if x.name == name:
+            return x
+    raise UnknownName(missing())
 
 
 @_frozen
@@ -62,11 +71,9 @@ class Action:
     zero_args: tuple[bytes, ...]     # one zero bytestring per parameter, declared order
 
     def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise UnknownName(f"action {self.name} has no parameter {name!r} "
-                          f"(has {', '.join(p.name for p in self.params) or 'none'})")
+        return _named(self.params, name, lambda: (
+            f"action {self.name} has no parameter {name!r} "
+            f"(has {', '.join(p.name for p in self.params) or 'none'})"))
 
 
 @_frozen
@@ -89,6 +96,7 @@ class Register:
     name: str
     size: int
     bitwidth: int
+    limit: int               # 1 << bitwidth
 
 
 @_frozen
@@ -112,11 +120,9 @@ class Table:
         return tuple(self.actions)
 
     def field(self, name: str) -> MatchField:
-        for f in self.match_fields:
-            if f.name == name:
-                return f
-        raise UnknownName(f"table {self.name} has no match field {name!r} "
-                          f"(has {', '.join(f.name for f in self.match_fields)})")
+        return _named(self.match_fields, name, lambda: (
+            f"table {self.name} has no match field {name!r} "
+            f"(has {', '.join(f.name for f in self.match_fields)})"))
 
     def field_with_id(self, field_id: int) -> MatchField:
         try:
@@ -135,7 +141,5 @@ class ControllerHeader:
     nbytes: int
 
     def field(self, name: str) -> Param:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise UnknownName(f"the P4Info has no {self.name} metadata field {name!r}")
+        return _named(self.fields, name,
+                      lambda: f"the P4Info has no {self.name} metadata field {name!r}")

@@ -82,6 +82,10 @@ class P4Schema:
         self.controller_headers: dict[str, ControllerHeader] = {}
         self._by_id: dict[int, object] = {}
         self._build(p4info)
+        for kind in (self.actions, self.counters, self.direct_counters, self.registers,
+                     self.tables):
+            self._by_id.update(kind)
+        self._by_id.update((h.id, h) for h in self.controller_headers.values())
         self._tables = _Names("table", self.tables.values())
         self._actions = _Names("action", self.actions.values())
         self._counters = _Names("counter", self.counters.values())
@@ -97,26 +101,26 @@ class P4Schema:
         return cls(load_p4info(path))
 
     # ---- building ----
-    def _claim(self, preamble: p4info_pb2.Preamble, obj: object) -> None:
+    def _claim(self, preamble: p4info_pb2.Preamble, obj: object = None) -> None:
         p4_id = preamble.id
         if p4_id == 0 or p4_id in self._by_id:
             raise InvalidP4Info(f"bad or duplicate id {p4_id:#x} ({preamble.name!r})")
-        self._by_id[p4_id] = obj
+        self._by_id[p4_id] = obj      # the typed objects are filled in after the build
 
     def _build(self, p4info: p4info_pb2.P4Info) -> None:
         for a in p4info.actions:
+            self._claim(a.preamble)
             params = tuple(_param(p, i) for i, p in enumerate(a.params))
             action = Action(a.preamble.id, a.preamble.name, params, {p.id: p for p in params},
                             tuple(bytes(p.nbytes) for p in params))
-            self._claim(a.preamble, action)
             self.actions[action.id] = action
         for c in p4info.counters:
+            self._claim(c.preamble)
             counter = Counter(c.preamble.id, c.preamble.name, c.spec.unit, c.size)
-            self._claim(c.preamble, counter)
             self.counters[counter.id] = counter
         for c in p4info.direct_counters:
+            self._claim(c.preamble)
             counter = Counter(c.preamble.id, c.preamble.name, c.spec.unit, 0, c.direct_table_id)
-            self._claim(c.preamble, counter)
             self.direct_counters[counter.id] = counter
         for kind, ids in ((p4info.meters, self.meters), (p4info.direct_meters, self.direct_meters),
                           (p4info.action_profiles, self.action_profiles)):
@@ -124,20 +128,20 @@ class P4Schema:
                 self._claim(m.preamble, m)
                 ids.add(m.preamble.id)
         for r in p4info.registers:
+            self._claim(r.preamble)
             bw = r.type_spec.bitstring.bit.bitwidth or r.type_spec.bitstring.int.bitwidth
-            register = Register(r.preamble.id, r.preamble.name, r.size, bw)
-            self._claim(r.preamble, register)
+            register = Register(r.preamble.id, r.preamble.name, r.size, bw, 1 << bw)
             self.registers[register.id] = register
         for t in p4info.tables:
+            self._claim(t.preamble)
             table = self._table(t)
-            self._claim(t.preamble, table)
             self.tables[table.id] = table
         for h in p4info.controller_packet_metadata:
+            self._claim(h.preamble)
             fields = tuple(_param(m, i) for i, m in enumerate(h.metadata))
             nbits = sum(f.bitwidth for f in fields)
             header = ControllerHeader(h.preamble.id, h.preamble.name, fields, nbits,
                                       nbytes(nbits))
-            self._claim(h.preamble, header)
             self.controller_headers[header.name] = header
 
     def _table(self, t: p4info_pb2.Table) -> Table:

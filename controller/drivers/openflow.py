@@ -102,9 +102,12 @@ class OpenFlowDriver(SwitchDriver):
                     raise SwitchUnreachable(self.name, f"cannot start the os-ken agent: {exc}") from exc
             try:
                 self._call("wait_connected", timeout=self.connect_timeout_s)
-            except SwitchUnreachable:
+            except SwitchUnreachable as exc:
                 self.close()
-                raise
+                if self.target in str(exc.cause):
+                    raise
+                # name the address: the operator's first question
+                raise SwitchUnreachable(self.name, f"OpenFlow {self.target}: {exc.cause}") from exc
             self._datapath_up = True
             self._reload_flows()
 

@@ -1,12 +1,14 @@
 """The P4Runtime switch driver for p4src/v1model/scitags.p4 (BMv2 or the built-in target).
 
-Every id is resolved through the P4Info (controller/p4info.py). The driver keeps a cache of
+Every id is resolved through the P4Info (p4schema); schema errors (a name the P4Info lacks,
+a value too wide for its field) reach callers as P4InfoError. The driver keeps a cache of
 the firefly entries it holds so that install/refresh/remove need one RPC each; the cache is
 rebuilt from the switch on connect (installed_flows), so a restarted controller neither
 duplicates nor forgets entries.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -26,10 +28,10 @@ from controller.drivers.base import (
     BUCKETS, ConnectionLost, CounterSnapshot, Counts, DriverError, EventHandler, FireflyPacket,
     FlowIdle, FlowKey, FlowRule, MastershipChanged, SwitchDriver, SwitchReset, SwitchUnreachable,
     TagRule)
-from controller.p4info import P4InfoError, P4InfoIndex, decode, encode, load_p4info
 from controller.p4runtime_client import (
     ManagedP4RuntimeClient, NotPrimary, P4RuntimeClientError, TLSOptions, default_election_id,
     write_error_codes)
+from p4schema import P4Schema, SchemaError, decode, encode, load_p4info
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,24 @@ C_BUCKET = "ScitagsIngress.bucket_counter"
 Update = p4runtime_pb2.Update
 
 
+class P4InfoError(LookupError):
+    """A name or id the P4Info does not have, or a value that does not fit; names the cause."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _p4info_errors(method: Callable) -> Callable:
+    """Re-raise the p4schema errors of a driver method as P4InfoError."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except SchemaError as exc:
+            raise P4InfoError(str(exc)) from exc
+    return wrapper
+
+
 def pipeline_cookie(p4info_bytes: bytes, device_config: bytes) -> int:
     return int.from_bytes(hashlib.sha256(p4info_bytes + b"\0" + device_config).digest()[:8], "big")
 
@@ -69,7 +89,10 @@ class P4RuntimeDriver(SwitchDriver):
         self.timeout = timeout
         self.p4info_msg = load_p4info(p4info_path)
         self.device_config = Path(device_config_path).read_bytes()
-        self.index = P4InfoIndex(self.p4info_msg)
+        try:
+            self.index = P4Schema(self.p4info_msg)
+        except SchemaError as exc:
+            raise P4InfoError(f"{p4info_path}: {exc}") from exc
         self.cookie = pipeline_cookie(self.p4info_msg.SerializeToString(deterministic=True),
                                       self.device_config)
         self.client: ManagedP4RuntimeClient | None = None
@@ -198,6 +221,7 @@ class P4RuntimeDriver(SwitchDriver):
         return True
 
     # ---- entity helpers ----
+    @_p4info_errors
     def _table_entry(self, table: str, match: dict[str, object], action: str | None = None,
                      params: dict[str, int] | None = None, priority: int = 0,
                      idle_timeout_ns: int = 0) -> p4runtime_pb2.TableEntry:
@@ -208,14 +232,14 @@ class P4RuntimeDriver(SwitchDriver):
             f = t.field(fname)
             m = entry.match.add()
             m.field_id = f.id
-            if f.match_type == "exact":
+            if f.kind == "exact":
                 m.exact.value = encode(int(value), f.bitwidth)
-            elif f.match_type == "ternary":
+            elif f.kind == "ternary":
                 v, mask = value
                 m.ternary.value = encode(v & mask, f.bitwidth)
                 m.ternary.mask = encode(mask, f.bitwidth)
             else:
-                raise P4InfoError(f"match type {f.match_type} not used by this controller")
+                raise P4InfoError(f"match type {f.kind} not used by this controller")
         if action is not None:
             a = self.index.action(action)
             entry.action.action.action_id = a.id
@@ -232,6 +256,7 @@ class P4RuntimeDriver(SwitchDriver):
         getattr(u.entity, entity_field).CopyFrom(msg)
         return u
 
+    @_p4info_errors
     def _read_table(self, table: str, counters: bool = False) -> list[p4runtime_pb2.TableEntry]:
         ent = p4runtime_pb2.Entity()
         ent.table_entry.table_id = self.index.table(table).id
@@ -239,6 +264,7 @@ class P4RuntimeDriver(SwitchDriver):
             ent.table_entry.counter_data.SetInParent()
         return [e.table_entry for e in self._rpc(f"read {table}", self._require().read, [ent])]
 
+    @_p4info_errors
     def _params(self, entry: p4runtime_pb2.TableEntry) -> tuple[str, dict[str, int]]:
         a = self.index.by_id(entry.action.action.action_id)
         by_id = {p.id: p.name for p in a.params}
@@ -249,6 +275,7 @@ class P4RuntimeDriver(SwitchDriver):
             self._rpc(what, self._require().write_updates, updates)
 
     # ---- forwarding ----
+    @_p4info_errors
     def set_forwarding(self, mac_ports: dict[str, int], flood_ports: list[int],
                        cpu_port: int | None, monitor_port: int | None) -> None:
         with self._lock:
@@ -322,6 +349,7 @@ class P4RuntimeDriver(SwitchDriver):
         self._write(f"{kind} {sid}", [u])
 
     # ---- tags ----
+    @_p4info_errors
     def sync_tags(self, rules: list[TagRule]) -> None:
         """Make the policy table hold exactly `rules`; a rule new to the switch (or moved to
         another counter cell) starts from a zeroed cell."""
@@ -449,8 +477,11 @@ class P4RuntimeDriver(SwitchDriver):
         raw = (afi, *[m.exact.value for m in e.match])  # server field order is stable per table
         key = self._key_cache.get(raw)
         if key is None:
-            t = self.index.table(T_FF[afi])
-            vals = {t.field_by_id(m.field_id).name: decode(m.exact.value) for m in e.match}
+            try:
+                t = self.index.table(T_FF[afi])
+                vals = {t.field_with_id(m.field_id).name: decode(m.exact.value) for m in e.match}
+            except SchemaError as exc:
+                raise P4InfoError(str(exc)) from exc
             addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
             key = FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
                           vals["src_port"], vals["dst_port"])
@@ -480,6 +511,7 @@ class P4RuntimeDriver(SwitchDriver):
             return dict(self._flows)
 
     # ---- counters ----
+    @_p4info_errors
     def read_counters(self) -> CounterSnapshot:
         client = self._require()
         tag_c, bucket_c = self.index.counter(C_TAG), self.index.counter(C_BUCKET)
@@ -517,8 +549,8 @@ class P4RuntimeDriver(SwitchDriver):
     def _on_packet_in(self, pkt: p4runtime_pb2.PacketIn) -> None:
         self.stats["packet_in"] += 1
         try:
-            fields = self.index.packet_metadata.get("packet_in", {})
-            by_id = {f.id: f.name for f in fields.values()}
+            header = self.index.packet_in
+            by_id = {f.id: f.name for f in header.fields} if header else {}
             meta = {by_id.get(m.metadata_id, str(m.metadata_id)): decode(m.value) for m in pkt.metadata}
             if meta.get("reason") != PUNT_REASON_FIREFLY:
                 self.stats["packet_in_ignored"] += 1
@@ -534,6 +566,7 @@ class P4RuntimeDriver(SwitchDriver):
         src, payload = parsed
         self._emit(FireflyPacket(self.name, meta.get("ingress_port", 0), payload, src))
 
+    @_p4info_errors
     def _on_idle(self, e: p4runtime_pb2.TableEntry) -> None:
         self.stats["idle_notifications"] += 1
         afi = next((a for a, t in T_FF.items() if self.index.table(t).id == e.table_id), None)

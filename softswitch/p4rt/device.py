@@ -15,14 +15,15 @@ from typing import Any, Callable
 from google.rpc import status_pb2
 from p4.v1 import p4runtime_pb2 as p4r
 
+from p4schema import P4Schema, SchemaError
+
 from .externs import Externs
 from .idle_timeout import AgeingState, notification
-from .p4info_index import P4InfoIndex
 from .packet_io import PacketInCodec, PacketOutCodec
 from .pre import PacketReplication
 from .status import (FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT, OK, UNIMPLEMENTED,
-                     UNKNOWN, P4RTError, code_name, invalid_id, simple_status,
-                     write_error_status)
+                     UNKNOWN, P4RTError, code_name, from_schema_error, invalid_id,
+                     simple_status, write_error_status)
 from .tables import TableManager
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class ProgramMismatch(Exception):
     """The P4Info does not describe the BMv2 JSON."""
 
 
-def check_program(index: P4InfoIndex, engine: Any) -> None:
+def check_program(index: P4Schema, engine: Any) -> None:
     """Every P4Info table / action / counter must exist in the loaded program, with the same
     key widths; otherwise writes would fail later in confusing ways."""
     names = set(engine.table_names())
@@ -44,10 +45,10 @@ def check_program(index: P4InfoIndex, engine: Any) -> None:
         if t.name not in names:
             raise ProgramMismatch(f"table {t.name!r} of the P4Info is not in the device config")
         info = engine.table_info(t.name)      # TableInfo: keys [(name, kind, width)], actions
-        if len(info.keys) != len(t.fields):
-            raise ProgramMismatch(f"table {t.name!r}: {len(t.fields)} match fields in the "
+        if len(info.keys) != len(t.match_fields):
+            raise ProgramMismatch(f"table {t.name!r}: {len(t.match_fields)} match fields in the "
                                   f"P4Info, {len(info.keys)} in the device config")
-        for f, (_, _, width) in zip(t.fields, info.keys):
+        for f, (_, _, width) in zip(t.match_fields, info.keys):
             if width != f.bitwidth:
                 raise ProgramMismatch(f"table {t.name!r} field {f.name!r}: {f.bitwidth} bits "
                                       f"in the P4Info, {width} in the device config")
@@ -80,7 +81,7 @@ def check_program(index: P4InfoIndex, engine: Any) -> None:
 class Pipeline:
     """A committed forwarding pipeline and all state that lives and dies with it."""
 
-    def __init__(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex,
+    def __init__(self, config: p4r.ForwardingPipelineConfig, index: P4Schema,
                  engine: Any, clock: Callable[[], float]) -> None:
         self.config = config
         self.index = index
@@ -128,7 +129,12 @@ class Device:
         which only COMMIT clears; while a swap is pending every other update fails."""
         if action == SetAction.UNSPECIFIED or action not in SetAction.Action.values():
             raise P4RTError(INVALID_ARGUMENT, "Invalid SetForwardingPipeline action")
-        index = None if action == SetAction.COMMIT else P4InfoIndex.build(config.p4info)
+        index = None
+        if action != SetAction.COMMIT:
+            try:
+                index = P4Schema(config.p4info)
+            except SchemaError as exc:
+                raise from_schema_error(exc) from None
         if action == SetAction.VERIFY:
             return
         with self.lock:
@@ -161,7 +167,7 @@ class Device:
                                              f"{failed.message}")
 
     def _verify_program(self, config: p4r.ForwardingPipelineConfig,
-                        index: P4InfoIndex) -> None:
+                        index: P4Schema) -> None:
         """Load the BMv2 JSON into a scratch engine and check it against the P4Info, so
         that a bad config is refused before the running pipeline is touched."""
         if self.engine_factory is None:
@@ -177,7 +183,7 @@ class Device:
             raise P4RTError(UNKNOWN, f"Error in first phase of device update: "
                                      f"{type(exc).__name__}: {exc}") from None
 
-    def _commit(self, config: p4r.ForwardingPipelineConfig, index: P4InfoIndex) -> None:
+    def _commit(self, config: p4r.ForwardingPipelineConfig, index: P4Schema) -> None:
         try:
             self.engine.load(config.p4_device_config)
         except Exception as exc:
@@ -249,6 +255,10 @@ class Device:
                 except P4RTError as exc:
                     failed += 1
                     results.append((exc.code, exc.message))
+                except SchemaError as exc:     # a bytestring too wide for its field
+                    failed += 1
+                    err = from_schema_error(exc)
+                    results.append((err.code, err.message))
                 except Exception as exc:   # a bug: report it, keep serving
                     failed += 1
                     log.exception("Write update failed unexpectedly")
@@ -313,9 +323,10 @@ class Device:
             for entity in request.entities:
                 try:
                     self._read_one(p, entity, sink.add)
-                except P4RTError as exc:
-                    self.stats[f"read_error_{code_name(exc.code)}"] += 1
-                    return sink.responses, exc
+                except (P4RTError, SchemaError) as exc:
+                    err = exc if isinstance(exc, P4RTError) else from_schema_error(exc)
+                    self.stats[f"read_error_{code_name(err.code)}"] += 1
+                    return sink.responses, err
         return sink.responses, None
 
     def _read_one(self, p: Pipeline, entity: p4r.Entity, add: Callable[[], p4r.Entity]) -> None:
@@ -372,7 +383,10 @@ class Device:
         if p is None:
             raise P4RTError(FAILED_PRECONDITION,
                             "No forwarding pipeline config set for this device")
-        return p.packet_out.encode(packet)
+        try:
+            return p.packet_out.encode(packet)
+        except SchemaError as exc:
+            raise from_schema_error(exc) from None
 
     def packet_in(self, frame: bytes) -> p4r.PacketIn | None:
         p = self.pipeline

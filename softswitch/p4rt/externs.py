@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from .bytestrings import canonical, value_of
-from .p4info_index import P4InfoIndex
+from p4schema import P4Schema, canonical, value_of
+
 from .status import INVALID_ARGUMENT, UNIMPLEMENTED, UNKNOWN, P4RTError, invalid_id
 from .tables import (DELETE, INSERT, MODIFY, TableManager, counter_values, fill_counter_data,
                      fill_match)
@@ -28,7 +28,7 @@ def _update_kind(update_type: int, what: str) -> None:
 
 
 class Externs:
-    def __init__(self, index: P4InfoIndex, engine: Any, tables: TableManager) -> None:
+    def __init__(self, index: P4Schema, engine: Any, tables: TableManager) -> None:
         self.index = index
         self.engine = engine
         self.tables = tables
@@ -146,7 +146,7 @@ class Externs:
         else:
             if re_.data.WhichOneof("data") != "bitstring":
                 raise P4RTError(INVALID_ARGUMENT, "Register data must be a bitstring")
-            value = value_of(re_.data.bitstring, 1 << meta.bitwidth, meta.bitwidth, meta.name)
+            value = value_of(re_.data.bitstring, meta.limit, meta.bitwidth, meta.name)
         if index >= meta.size:
             raise P4RTError(INVALID_ARGUMENT, f"Register index {index} out of range for "
                                               f"{meta.name!r} (size {meta.size})")

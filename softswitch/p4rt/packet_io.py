@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from .bytestrings import canonical, value_of
-from .p4info_index import ControllerHeader
+from p4schema import ControllerHeader, canonical, value_of
+
 from .status import INVALID_ARGUMENT, P4RTError
 
 
@@ -21,9 +21,9 @@ class PacketInCodec:
         self.fields: list[tuple[int, int, int]] = []
         if header:
             offset = header.nbits
-            for mid, _, bw in header.fields:
-                offset -= bw
-                self.fields.append((mid, offset + pad, (1 << bw) - 1))
+            for f in header.fields:
+                offset -= f.bitwidth
+                self.fields.append((f.id, offset + pad, f.limit - 1))
 
     def decode(self, frame: bytes) -> p4r.PacketIn | None:
         """The PacketIn for a frame sent to the CPU port; None when it is too short."""
@@ -47,13 +47,14 @@ class PacketOutCodec:
         if header:
             pad = header.nbytes * 8 - header.nbits
             offset = header.nbits
-            for mid, _, bw in header.fields:
-                offset -= bw
-                self.fields[mid] = (offset + pad, bw, 1 << bw)
+            for f in header.fields:
+                offset -= f.bitwidth
+                self.fields[f.id] = (offset + pad, f.bitwidth, f.limit)
 
     def encode(self, packet: p4r.PacketOut) -> bytes:
-        """The frame to inject on the CPU port; P4RTError(INVALID_ARGUMENT) for bad metadata.
-        Missing metadata fields are sent as zeros, as PI does."""
+        """The frame to inject on the CPU port; P4RTError(INVALID_ARGUMENT) for unknown
+        metadata, ValueTooWide for a value too wide. Missing metadata fields are sent as
+        zeros, as PI does."""
         if self.header is None:
             if len(packet.metadata):
                 raise P4RTError(INVALID_ARGUMENT, "Unexpected metadata in PacketOut message")

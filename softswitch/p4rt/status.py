@@ -11,6 +11,8 @@ from google.rpc import code_pb2, status_pb2
 import grpc
 from p4.v1 import p4runtime_pb2
 
+from p4schema import InvalidP4Info, SchemaError
+
 OK = code_pb2.OK
 CANCELLED = code_pb2.CANCELLED
 UNKNOWN = code_pb2.UNKNOWN
@@ -53,6 +55,14 @@ class P4RTError(Exception):
 def invalid_id(kind: str, p4_id: int) -> P4RTError:
     # PI answers any unknown or wrongly-typed P4 id with INVALID_ARGUMENT "Invalid P4 id".
     return P4RTError(INVALID_ARGUMENT, f"Invalid P4 id: {p4_id} is not a {kind} id")
+
+
+def from_schema_error(exc: SchemaError) -> P4RTError:
+    """The status PI gives for a p4schema error: a P4Info it cannot import is UNKNOWN; a
+    value too wide for its field (or a name the P4Info lacks) is INVALID_ARGUMENT."""
+    if isinstance(exc, InvalidP4Info):
+        return P4RTError(UNKNOWN, f"Error when importing p4info: {exc}")
+    return P4RTError(INVALID_ARGUMENT, str(exc))
 
 
 def write_error_status(errors: list[tuple[int, str]]) -> status_pb2.Status:

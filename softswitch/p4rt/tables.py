@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from .bytestrings import canonical, canonical_bytes, value_of
-from .p4info_index import (EXACT, LPM, OPTIONAL, RANGE, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
-                           TERNARY, UNIT_BOTH, UNIT_BYTES, UNIT_PACKETS, ActionMeta,
-                           P4InfoIndex, TableMeta)
+from p4schema import (EXACT, LPM, OPTIONAL, RANGE, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
+                      TERNARY, UNIT_BOTH, UNIT_BYTES, UNIT_PACKETS, Action, P4Schema, Table,
+                      canonical, canonical_bytes, value_of)
+
 from .status import (ALREADY_EXISTS, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
                      UNIMPLEMENTED, UNKNOWN, P4RTError, invalid_id)
 
@@ -43,7 +43,7 @@ class TableState:
     __slots__ = ("meta", "entries", "ageing", "default_controller_metadata",
                  "default_metadata")
 
-    def __init__(self, meta: TableMeta) -> None:
+    def __init__(self, meta: Table) -> None:
         self.meta = meta
         self.entries: dict[tuple, Entry] = {}
         self.ageing: dict[tuple, Entry] = {}       # entries with idle_timeout_ns > 0
@@ -61,11 +61,11 @@ def _missing(meta_field: Any) -> Any:
     return (0, 0)     # lpm: value 0 / prefix 0, ternary: value 0 / mask 0
 
 
-def build_match(meta: TableMeta, te: p4r.TableEntry) -> tuple[tuple, list]:
+def build_match(meta: Table, te: p4r.TableEntry) -> tuple[tuple, list]:
     """(identity key, engine match list) for a non-default entry; PI's construct_match_key."""
     matches = te.match
     n = len(matches)
-    fields = meta.fields
+    fields = meta.match_fields
     if n > len(fields):
         raise P4RTError(INVALID_ARGUMENT, "Too many fields in match key")
     by_id: dict[int, Any] = {}
@@ -148,7 +148,7 @@ def build_match(meta: TableMeta, te: p4r.TableEntry) -> tuple[tuple, list]:
     if matched != n:
         raise P4RTError(INVALID_ARGUMENT, "Unknown field in match key")
     priority = te.priority
-    if meta.need_priority:
+    if meta.needs_priority:
         if priority == 0:
             raise P4RTError(INVALID_ARGUMENT, "Zero priority for ternary match")
     elif priority > 0:
@@ -166,12 +166,12 @@ def check_default_key(te: p4r.TableEntry) -> None:
         raise P4RTError(INVALID_ARGUMENT, "Non-zero priority for default entry")
 
 
-def fill_match(meta: TableMeta, key: tuple, te: p4r.TableEntry) -> None:
+def fill_match(meta: Table, key: tuple, te: p4r.TableEntry) -> None:
     """Write a stored key back as canonical FieldMatch messages (PI's parse_match_key)."""
     priority = key[-1]
     if priority > 0:
         te.priority = priority
-    for f, k in zip(meta.fields, key):
+    for f, k in zip(meta.match_fields, key):
         mt = f.match_type
         if mt == EXACT:
             fm = te.match.add(field_id=f.id)
@@ -215,7 +215,7 @@ def counter_values(unit: int, data: p4r.CounterData) -> tuple[int, int]:
 class TableManager:
     """All table entries of one pipeline."""
 
-    def __init__(self, index: P4InfoIndex, engine: Any,
+    def __init__(self, index: P4Schema, engine: Any,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.index = index
         self.engine = engine
@@ -229,8 +229,8 @@ class TableManager:
             raise invalid_id("table", table_id)
         return ts
 
-    def _validate_action(self, meta: TableMeta, te: p4r.TableEntry,
-                         is_default: bool) -> ActionMeta | None:
+    def _validate_action(self, meta: Table, te: p4r.TableEntry,
+                         is_default: bool) -> Action | None:
         indirect = meta.implementation_id != 0
         if indirect and is_default:
             raise P4RTError(INVALID_ARGUMENT,
@@ -266,7 +266,7 @@ class TableManager:
         return ameta
 
     @staticmethod
-    def _build_args(ameta: ActionMeta, action: p4r.Action) -> list[bytes]:
+    def _build_args(ameta: Action, action: p4r.Action) -> list[bytes]:
         params = action.params
         if len(params) != len(ameta.params):
             raise P4RTError(INVALID_ARGUMENT,
@@ -285,14 +285,14 @@ class TableManager:
         return args
 
     @staticmethod
-    def _check_direct_resources(meta: TableMeta, te: p4r.TableEntry) -> None:
+    def _check_direct_resources(meta: Table, te: p4r.TableEntry) -> None:
         if te.HasField("meter_config") and not meta.direct_meter_id:
             raise P4RTError(INVALID_ARGUMENT, "Table has no direct meters")
         if te.HasField("counter_data") and meta.direct_counter is None:
             raise P4RTError(INVALID_ARGUMENT, "Table has no direct counters")
 
     @staticmethod
-    def _check_ttl(meta: TableMeta, te: p4r.TableEntry) -> None:
+    def _check_ttl(meta: Table, te: p4r.TableEntry) -> None:
         if te.idle_timeout_ns < 0:
             raise P4RTError(INVALID_ARGUMENT, "idle_timeout_ns must be a positive value")
         if te.idle_timeout_ns > 0 and not meta.supports_idle_timeout:
@@ -300,7 +300,7 @@ class TableManager:
                             "idle_timeout_ns must be set to 0 for tables which do not support "
                             "idle timeout")
 
-    def _set_direct_counter(self, meta: TableMeta, handle: int, te: p4r.TableEntry) -> None:
+    def _set_direct_counter(self, meta: Table, handle: int, te: p4r.TableEntry) -> None:
         if te.HasField("counter_data") and meta.direct_counter is not None:
             packets, bytes_ = counter_values(meta.direct_counter.unit, te.counter_data)
             self.engine.direct_counter_write(meta.name, handle, packets, bytes_)

@@ -1,4 +1,4 @@
-"""Pieces that need no switch: P4Info index, firefly policy, SQLite store, settings."""
+"""Pieces that need no switch: P4Info error mapping, firefly policy, SQLite store, settings."""
 from __future__ import annotations
 
 import pathlib
@@ -7,42 +7,28 @@ import pytest
 
 from controller.config import ConfigError, load_config
 from controller.drivers.base import Counts, FlowKey
-from controller.drivers.p4runtime import parse_udp_frame
+from controller.drivers.p4runtime import P4InfoError, P4RuntimeDriver, parse_udp_frame
 from controller.firefly_policy import FireflyPolicy, PolicyConfig
-from controller.p4info import P4InfoError, P4InfoIndex, decode, encode
 from controller.store import Store, TotalKey
 from tests.conftest import P4_BUILD
 
 
 
-@pytest.fixture(scope="module")
-def index() -> P4InfoIndex:
-    return P4InfoIndex.from_file(P4_BUILD / "scitags.p4info.txtpb")
-
-
-def test_p4info_names_ids_widths(index):
-    t = index.table("scitag_policy")
-    assert t.name == "ScitagsIngress.scitag_policy" and t.needs_priority
-    assert t.field("experiment").bitwidth == 9 and t.field("activity").match_type == "ternary"
-    ff = index.table("ScitagsIngress.firefly_v6")
-    assert ff.supports_idle_timeout and ff.direct_counter_id == index.direct_counter("firefly_v6_counter").id
-    assert index.by_id(t.id) is t
-    assert index.action("count_tag_and_mirror").param("mirror_session").bitwidth == 32
-    assert index.counter("tag_counter").size == 4096
-    assert index.packet_field("packet_in", "reason").bitwidth == 8
+def test_driver_reports_schema_errors_as_p4info_errors():
+    # The P4Info index itself is tested in tests/p4schema; here: the driver's error mapping.
+    driver = P4RuntimeDriver("s1", 1, "127.0.0.1:1", P4_BUILD / "scitags.p4info.txtpb",
+                             P4_BUILD / "scitags.json")
+    entry = driver._table_entry("l2_forward", {"dst_mac": 0x0A0000000001},
+                                "set_egress_port", {"port": 3})
+    assert entry.match[0].exact.value == b"\x0a\x00\x00\x00\x00\x01"
+    assert entry.action.action.params[0].value == b"\x03"
     with pytest.raises(P4InfoError, match="no table named 'nope'"):
-        index.table("nope")
-    with pytest.raises(P4InfoError, match="no parameter"):
-        index.action("flood").param("port")
-
-
-def test_canonical_bytestrings():
-    assert encode(0, 9) == b"\x00"
-    assert encode(300, 9) == b"\x01\x2c"
-    assert encode(0xFFFF, 16) == b"\xff\xff"
-    assert decode(b"\x00\x01\x2c") == 300
-    with pytest.raises(P4InfoError, match="does not fit in 9 bits"):
-        encode(512, 9)
+        driver._table_entry("nope", {})
+    with pytest.raises(P4InfoError, match="does not fit in 48 bits"):
+        driver._table_entry("l2_forward", {"dst_mac": 1 << 48})
+    with pytest.raises(P4InfoError, match="no parameter 'port'"):
+        driver._table_entry("l2_forward", {"dst_mac": 1}, "flood", {"port": 1})
+    assert issubclass(P4InfoError, LookupError)
 
 
 def test_parse_udp_frame_ipv4_ipv6():

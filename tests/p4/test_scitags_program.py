@@ -17,7 +17,7 @@ from scapy.packet import Raw
 
 from controller.drivers.base import FireflyPacket, FlowKey, FlowRule, TagRule
 from controller.drivers.p4runtime import P4RuntimeDriver
-from controller.p4info import encode
+from p4schema import encode
 from scitags_core import flowlabel
 from tests.conftest import HAVE_BMV2, P4_BUILD, needs_root
 from tests.p4.dataplane import CPU_PORT, VethPorts, free_tcp_port, switch_command, wait_for_port

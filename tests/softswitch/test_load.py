@@ -191,7 +191,7 @@ def test_log_msg_and_assert_do_not_stop_the_packet(caplog):
     p.call("ingress", "tbl_noisy", "noisy")
     p.init("ingress", "tbl_noisy")
     e = make_engine(p)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="softswitch.p4"):
         (port, _), = e.process(7, raw(Ether(type=0x1234)))
     assert port == 3
     assert "etype=4660 port=7" in caplog.text
