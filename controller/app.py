@@ -65,7 +65,8 @@ class LiveFlow:
     state: str = "start"
     fireflies: int = 0
     installed: dict[str, float] = field(default_factory=dict)  # switch -> install time (monotonic)
-    counts: dict[str, Counts] = field(default_factory=dict)  # switch -> live counts
+    # switch -> counts so far, kept across switch restarts (as the totals are: see _flow_delta)
+    counts: dict[str, Counts] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         best = max(self.counts.values(), key=lambda c: c.bytes, default=Counts())
@@ -366,6 +367,9 @@ class Controller:
                              st.name, key)
                 if flow is not None and st.name in flow.path:
                     if (rule.experiment, rule.activity) == (flow.experiment, flow.activity):
+                        with self._counts_lock:  # adopted: what an earlier controller counted
+                            flow.counts.setdefault(st.name, self.baselines.get(
+                                (st.name, _flow_cell(key)), Counts()))
                         flow.installed.setdefault(st.name, now)
                         continue
                     st.driver.install_flow(self._flow_rule(flow))
@@ -602,7 +606,6 @@ class Controller:
                 with st.lock:
                     final = st.driver.remove_flow(key)
                     self._fold_flow(st.name, flow, final)
-                flow.counts[name] = final
                 self.stats["flows_removed"] += 1
             except (SwitchUnreachable, DriverError) as exc:
                 log.warning("flow %s: removal from %s failed (%s): removed at re-sync", key, name, exc)
@@ -664,8 +667,7 @@ class Controller:
                 flow = self.flows.get(key)
                 if flow is None or flow.installed.get(st.name, float("inf")) > started:
                     continue  # removed or (re)installed during the read: its counts are stale
-                flow.counts[st.name] = cur
-                d = self._delta(st.name, _flow_cell(key), cur)
+                d = self._flow_delta(st.name, flow, cur)
                 if d.packets or d.bytes:
                     deltas[self._flow_total_key(st.name, flow)] += d
             for k, d in deltas.items():
@@ -694,9 +696,16 @@ class Controller:
             return cur
         return cur - base
 
+    def _flow_delta(self, switch: str, flow: LiveFlow, cur: Counts) -> Counts:
+        """What is new in a flow entry's reading (as for any cell: baseline, restart), also
+        added to the flow's own counts, so its history keeps the counts from before a re-push."""
+        d = self._delta(switch, _flow_cell(flow.key), cur)
+        flow.counts[switch] = flow.counts.get(switch, Counts()) + d
+        return d
+
     def _fold_flow(self, switch: str, flow: LiveFlow, final: Counts) -> None:
         with self._counts_lock:
-            d = self._delta(switch, _flow_cell(flow.key), final)
+            d = self._flow_delta(switch, flow, final)
             if d.packets or d.bytes:
                 k = self._flow_total_key(switch, flow)
                 self._add_total(k, d)
@@ -718,8 +727,7 @@ class Controller:
             for k in [k for k in self.baselines if k[0] == switch]:
                 self._drop_baseline(*k)
             for flow in self.flows.values():
-                flow.installed.pop(switch, None)
-                flow.counts.pop(switch, None)
+                flow.installed.pop(switch, None)  # flow.counts stay: the flow's history
 
     def save(self) -> None:
         with self._counts_lock:

@@ -87,7 +87,13 @@ def registry_functions(cfg: ControllerConfig, state: Path):
 def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
     if spec.kind == "ovs":
         from controller.drivers import openflow  # another engineer's driver
-        return openflow.make_driver(spec, cfg)  # type: ignore[attr-defined]
+        try:
+            driver = openflow.make_driver(spec, cfg)
+        except ValueError as exc:  # a bad `openflow:` target: bad input, exit 2
+            raise ConfigError(str(exc)) from None
+        # Never launched: OVS runs on its own (ovs-ctl); the controller attaches to it.
+        log.info("switch %s: Open vSwitch over OpenFlow at %s", spec.name, driver.target)
+        return driver
     tls = TLSOptions(cfg.tls.cacert, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
     election = (0, cfg.election_id) if cfg.election_id is not None else None
     return P4RuntimeDriver(spec.name, spec.device_id, spec.grpc_addr, cfg.p4info, cfg.device_config,

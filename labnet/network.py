@@ -53,6 +53,13 @@ def switch_intf_name(prefix: str, switch: str, port: int, device_id: int) -> str
     return name
 
 
+def _offloads_off(node: Any, intf: str) -> None:
+    """TSO/GSO/GRO off on a host's or a switch's veth (labnet.hosts), or a LabError."""
+    problem = offloads_off(node, intf)
+    if problem is not None:
+        raise LabError(f"{node.name}: {problem}")
+
+
 class Lab:
     def __init__(self, topology: Topology, *, switch: str = "auto", prefix: str | None = None,
                  log_dir: Path = LOG_DIR, quiet: bool = True) -> None:
@@ -123,13 +130,14 @@ class Lab:
                 self.record["host_pids"][name] = procs.fingerprint(host.pid)
                 self.record["host_netns"][name] = procs.netns_of(host.pid)
                 host.configure(spec)
+                _offloads_off(host, host.defaultIntf().name)
             self._save()
             for sw in net.switches:
                 for intf in sw.intfList():
                     if intf.name != "lo":
                         # no IPv6 of the root namespace's own on switch ports (no RS/MLD noise)
                         sw.cmd(f"sysctl -qw net.ipv6.conf.{intf.name}.disable_ipv6=1")
-                        offloads_off(sw, intf.name)
+                        _offloads_off(sw, intf.name)
                         sw.cmd(f"ip link set {intf.name} up")
             net.start()
         except BaseException:

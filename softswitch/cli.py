@@ -4,7 +4,9 @@
         -- --grpc-server-addr 0.0.0.0:9559 --cpu-port 255
 
 Target options may come before or after a lone '--', as simple_switch_grpc
-requires them after it. Exit status: 0 after SIGINT/SIGTERM, 2 for bad usage or a
+requires them after it. TLS as simple_switch_grpc: --grpc-server-ssl with
+--grpc-server-cert/--grpc-server-key, and --grpc-server-cacert plus
+--grpc-server-with-client-auth to require client certificates. Exit status: 0 after SIGINT/SIGTERM, 2 for bad usage or a
 program that cannot be loaded, 1 for a runtime failure (interface, gRPC port).
 """
 from __future__ import annotations
@@ -14,14 +16,19 @@ import functools
 import importlib
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .engine import Engine, UnsupportedProgram
 from .ports import RawSocketPort
 from .switch import SoftSwitch
+
+if TYPE_CHECKING:
+    from .p4runtime_server import TlsFiles
 
 log = logging.getLogger("softswitch")
 
@@ -34,11 +41,9 @@ _LETTER = {logging.DEBUG: "D", logging.INFO: "I", logging.WARNING: "W", logging.
 # simple_switch_grpc options we accept for drop-in compatibility but do not implement
 IGNORED_WITH_VALUE = ("--thrift-port", "--nanolog", "--notifications-addr", "--restore-state",
                       "--max-port-count", "--log-file-max-size", "--log-file-max-files",
-                      "--load-modules", "--grpc-server-cacert", "--grpc-server-cert",
-                      "--grpc-server-key", "--dp-grpc-server-addr", "--packet-in", "--use-files",
+                      "--load-modules", "--dp-grpc-server-addr", "--packet-in", "--use-files",
                       "--priority-queues")
-IGNORED_FLAGS = ("--log-flush", "--debugger", "--disable-swap", "--grpc-server-ssl",
-                 "--grpc-server-with-client-auth", "--enable-swap")
+IGNORED_FLAGS = ("--log-flush", "--debugger", "--disable-swap", "--enable-swap")
 
 
 class BMv2Formatter(logging.Formatter):
@@ -85,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-p4", action="store_true",
                    help="start without a program (load one through P4Runtime)")
     p.add_argument("--no-grpc", action="store_true", help="do not start the P4Runtime server")
+    p.add_argument("--grpc-server-ssl", action="store_true",
+                   help="TLS for the P4Runtime server (needs --grpc-server-cert and --grpc-server-key)")
+    p.add_argument("--grpc-server-cacert", metavar="PEM",
+                   help="CA certificate to verify client certificates against")
+    p.add_argument("--grpc-server-cert", metavar="PEM", help="server certificate (chain)")
+    p.add_argument("--grpc-server-key", metavar="PEM", help="server private key")
+    p.add_argument("--grpc-server-with-client-auth", action="store_true",
+                   help="require clients to present a certificate signed by --grpc-server-cacert")
     p.add_argument("--pcap", nargs="?", const=".", default=None,
                    help="accepted for compatibility; not implemented (ignored)")
     p.add_argument("--dump-packet-data", type=int, default=0,
@@ -117,6 +130,39 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logging.getLogger("grpc").setLevel(logging.WARNING)
 
 
+def _tls_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> "TlsFiles | None":
+    """The TLS settings simple_switch_grpc takes, checked before anything starts: a missing
+    option, an unreadable file or a key that does not match its certificate is bad usage."""
+    files = {"--grpc-server-cert": args.grpc_server_cert, "--grpc-server-key": args.grpc_server_key,
+             "--grpc-server-cacert": args.grpc_server_cacert}
+    if not args.grpc_server_ssl:
+        given = [o for o, v in files.items() if v] + (
+            ["--grpc-server-with-client-auth"] if args.grpc_server_with_client_auth else [])
+        if given:  # serving plaintext while certificates were given would be a silent downgrade
+            parser.error(f"{', '.join(given)} given without --grpc-server-ssl")
+        return None
+    missing = [o for o in ("--grpc-server-cert", "--grpc-server-key") if not files[o]]
+    if missing:
+        parser.error(f"--grpc-server-ssl needs {' and '.join(missing)}")
+    if args.grpc_server_with_client_auth and not args.grpc_server_cacert:
+        parser.error("--grpc-server-with-client-auth needs --grpc-server-cacert (the CA that "
+                     "signs the client certificates)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(args.grpc_server_cert, args.grpc_server_key)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        parser.error(f"--grpc-server-cert {args.grpc_server_cert} / --grpc-server-key "
+                     f"{args.grpc_server_key}: {exc.strerror or exc}")
+    if args.grpc_server_cacert:
+        try:
+            context.load_verify_locations(cafile=args.grpc_server_cacert)
+        except OSError as exc:
+            parser.error(f"--grpc-server-cacert {args.grpc_server_cacert}: {exc.strerror or exc}")
+    from .p4runtime_server import TlsFiles  # only here: grpc is not needed without a server
+    return TlsFiles(args.grpc_server_cert, args.grpc_server_key, args.grpc_server_cacert,
+                    args.grpc_server_with_client_auth)
+
+
 def _load_server_class():  # noqa: ANN202 - returns the class or None
     try:
         module = importlib.import_module("softswitch.p4runtime_server")
@@ -135,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a JSON program or --no-p4")
     if args.cpu_port is not None and any(p == args.cpu_port for p, _ in args.interface):
         parser.error(f"--cpu-port {args.cpu_port} is also given an interface")
+    tls = None if args.no_grpc else _tls_files(args, parser)
     _setup_logging(args)
     ignored = [o for o in IGNORED_WITH_VALUE + IGNORED_FLAGS
                if getattr(args, o.lstrip("-").replace("-", "_"))]
@@ -173,13 +220,15 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 server = cls(engine, args.device_id, args.cpu_port, send)
                 switch.add_packet_in_handler(server.deliver_packet_in)
-                bound = server.start(args.grpc_server_addr)
+                bound = server.start(args.grpc_server_addr, tls)
             except Exception as exc:  # a bind failure or a server bug: report, exit 1
                 print(f"softswitch: cannot start the P4Runtime server on "
                       f"{args.grpc_server_addr}: {exc}", file=sys.stderr)
                 switch.close()
                 return 1
-            log.info("P4Runtime server listening on %s (port %s)", args.grpc_server_addr, bound)
+            log.info("P4Runtime server listening on %s (port %s, %s)", args.grpc_server_addr, bound,
+                     "plaintext" if tls is None else "TLS, client certificates required"
+                     if tls.require_client_auth else "TLS")
 
     stop = threading.Event()
 

@@ -269,6 +269,8 @@ def test_controller_restart_reconciles_and_keeps_counts(one_switch):
     rows = counters(rt2)
     assert row(rows, source="flowlabel", experiment="cms", activity="perfSONAR")["packets"] == 3
     assert row(rows, source="firefly", experiment="cms", activity="perfSONAR")["packets"] == 2
+    # the adopted flow's own counts include what the first controller read
+    assert api(rt2, "/api/v1/flows")["live"][0]["per_switch"]["s1"]["packets"] == 2
     send_all(sw, 1, [tagged] * 4)
     rows = counters(rt2)
     assert row(rows, source="flowlabel", experiment="cms", activity="perfSONAR")["packets"] == 7
@@ -299,6 +301,29 @@ def test_switch_restart_repushes_and_keeps_history(one_switch):
     send_all(sw, 1, [tagged] * 2)  # forwarding is back too
     r = row(counters(rt), source="flowlabel", experiment="cms", activity="perfSONAR")
     assert r["packets"] == 5
+
+
+def test_flow_history_keeps_counts_across_switch_restart(one_switch):
+    """Regression: a flow's end record showed only what was counted since the re-push."""
+    sw, start = one_switch
+    rt = start()
+    key = start_flow(rt, 40004)
+    frame = v4(40004)
+    send_all(sw, 1, [frame] * 3)
+    counters(rt)  # read before the switch goes away
+    sw.restart()
+    st = rt.controller.switches["s1"]
+    wait_until(lambda: st.pipeline_pushes == 2 and st.ready, timeout=60, what="re-push after switch restart")
+    assert "s1" in rt.controller.flows[key].installed  # the flow was re-installed
+    send_all(sw, 1, [frame] * 2)
+    assert row(counters(rt), source="firefly", experiment="cms", activity="perfSONAR")["packets"] == 5
+    live = api(rt, "/api/v1/flows")["live"]
+    assert live[0]["per_switch"]["s1"]["packets"] == 5
+    send_firefly(rt, "end", H1["ipv4"], H2["ipv4"], 40004, 1094, CMS, PERFSONAR)
+    recent = wait_until(lambda: api(rt, "/api/v1/flows")["recent"], what="flow history")
+    assert recent[0]["per_switch"]["s1"] == {"packets": 5, "bytes": 5 * len(frame)}
+    assert (recent[0]["packets"], recent[0]["bytes"]) == (5, 5 * len(frame))
+    assert row(counters(rt), source="firefly", experiment="cms", activity="perfSONAR")["packets"] == 5
 
 
 def test_primary_backup_failover(one_switch):

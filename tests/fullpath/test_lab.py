@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from labnet import procs
+from labnet.hosts import MUST_BE_OFF, offloads_off
 from labnet.network import RUN_DIR, Lab, new_prefix
 from labnet.switches import SwitchStartError
 from tests.fullpath.conftest import SWITCHES, TOPOLOGIES, needs_mininet
@@ -29,6 +30,27 @@ def leftovers(record: dict) -> list[str]:
     for name, netns in record["host_netns"].items():
         left += [f"netns of {name}: pid {p}" for p in procs.pids_in_netns(netns)]
     return left
+
+
+def offloads(node, intf: str) -> set[str]:
+    """States of TSO/GSO/GRO on intf: no super-frames reach or leave a switch's raw socket."""
+    out = node.cmd(f"ethtool -k {intf}")
+    return {line.split(":", 1)[1].split()[0] for line in out.splitlines()
+            if line.split(":", 1)[0] in MUST_BE_OFF}
+
+
+class RootShell:
+    """The root namespace, with a Mininet node's cmd()."""
+    name = "root"
+
+    def cmd(self, command: str) -> str:
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+
+
+def test_offloads_off_says_why_it_failed():
+    problem = offloads_off(RootShell(), "nosuchif0")
+    assert problem is not None and problem.startswith("nosuchif0: cannot turn")
+    assert "generic-segmentation-offload" in problem
 
 
 def test_topology_files_load():
@@ -56,11 +78,13 @@ def test_lab_comes_up_and_cleans_up(lab_factory, switch, topology):
             assert "tentative" not in host.cmd("ip -6 addr show")
         if spec.ipv4:
             assert spec.ipv4.with_prefixlen in host.cmd("ip -4 addr show")
+        assert offloads(host, f"{name}-eth0") == {"off"}
     for sw, spec in lab.topology.switches.items():
         cmdline = lab.record["switch_pids"][sw]["cmdline"]
         assert f"127.0.0.1:{spec.grpc_port}" in cmdline and f"--device-id {spec.device_id}" in cmdline
         for (a, b), port in ((e[:2], e[2]["ports"][sw]) for e in lab.topology.graph.edges(sw, data=True)):
             assert f"{port}@{lab.prefix}{sw}p{port}" in cmdline
+            assert offloads(lab.switch(sw), f"{lab.prefix}{sw}p{port}") == {"off"}
     record = json.loads(lab.run_file.read_text())
     assert leftovers(record)  # running now
     lab.stop()

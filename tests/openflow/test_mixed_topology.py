@@ -122,6 +122,7 @@ def test_p4_and_openflow_switches_count_the_same(tmp_path) -> None:
         per_switch = recent[0]["per_switch"]
         assert set(per_switch) == {"s1", "s2"}
         assert per_switch["s1"] == {"packets": 5, "bytes": 5 * len(firefly[0])}
+        assert per_switch["s2"] == per_switch["s1"]  # s2's counts from before the flush kept
     finally:
         if rt is not None:
             rt.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -160,3 +161,83 @@ def test_no_p4_start_drops_until_a_program_arrives(lab):
         assert lab.receive(2, timeout=0.5) == []
     finally:
         assert sw.stop() == 0
+
+
+# ---- TLS for the P4Runtime server, with simple_switch_grpc's options ----
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="openssl CLI absent (makes the test certificates)")
+
+
+@pytest.fixture
+def certs(tmp_path) -> dict[str, str]:
+    """A throwaway CA with a server and a client certificate for 127.0.0.1."""
+    from tests.controller.test_start_cli import _certs
+    return _certs(tmp_path)
+
+
+def tls_args(c: dict[str, str], **drop: bool) -> list[str]:
+    args = {"--grpc-server-ssl": None, "--grpc-server-cert": c["server.pem"],
+            "--grpc-server-key": c["server.key"], "--grpc-server-cacert": c["ca.pem"],
+            "--grpc-server-with-client-auth": None}
+    out: list[str] = []
+    for opt, value in args.items():
+        if not drop.get(opt.lstrip("-").replace("-", "_")):
+            out += [opt] if value is None else [opt, value]
+    return out
+
+
+@needs_openssl
+def test_tls_bad_usage_exits_2(certs, tmp_path):
+    r = run_cli("--no-p4", *tls_args(certs, grpc_server_key=True))
+    assert r.returncode == 2 and "--grpc-server-ssl needs --grpc-server-key" in r.stderr
+    r = run_cli("--no-p4", *tls_args(certs, grpc_server_ssl=True))
+    assert r.returncode == 2 and "without --grpc-server-ssl" in r.stderr
+    r = run_cli("--no-p4", *tls_args(certs, grpc_server_cacert=True))
+    assert r.returncode == 2 and "needs --grpc-server-cacert" in r.stderr
+    mismatched = tls_args(certs)
+    mismatched[mismatched.index("--grpc-server-key") + 1] = certs["client.key"]
+    r = run_cli("--no-p4", *mismatched)
+    assert r.returncode == 2 and certs["client.key"] in r.stderr
+    r = run_cli("--no-p4", *tls_args(certs), "--grpc-server-cacert", str(tmp_path / "none.pem"))
+    assert r.returncode == 2 and "none.pem" in r.stderr
+
+
+@needs_openssl
+@pytest.mark.timeout(90)
+def test_tls_server_with_client_auth(certs, tmp_path):
+    from controller.drivers.base import SwitchUnreachable
+    from controller.drivers.p4runtime import P4RuntimeDriver
+    from controller.p4runtime_client import TLSOptions
+    from tests.conftest import P4_BUILD
+    from tests.p4.dataplane import free_tcp_port, wait_for_port
+    p4info, device_json = P4_BUILD / "scitags.p4info.txtpb", P4_BUILD / "scitags.json"
+    if not (p4info.is_file() and device_json.is_file()):
+        pytest.skip(f"P4 program not built ({P4_BUILD}): make p4")
+    port = free_tcp_port()
+    addr = f"127.0.0.1:{port}"
+    proc = subprocess.Popen(CLI + ["--no-p4", "--device-id", "1", "--log-console", "-L", "info",
+                                   "--", "--grpc-server-addr", addr, "--cpu-port", "255",
+                                   *tls_args(certs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                            cwd=ROOT)
+    try:
+        wait_for_port(port, proc)
+        client = TLSOptions(certs["ca.pem"], certs["client.pem"], certs["client.key"])
+        d = P4RuntimeDriver("s1", 1, addr, p4info, device_json, tls=client)
+        d.connect()
+        try:
+            assert d.is_primary and d.ensure_pipeline()  # the program went over TLS
+        finally:
+            d.close()
+        # Without TLS, and with TLS but no client certificate, there is no session.
+        for tls in (None, TLSOptions(certs["ca.pem"])):
+            other = P4RuntimeDriver("s1", 1, addr, p4info, device_json, tls=tls, timeout=2)
+            with pytest.raises(SwitchUnreachable):
+                other.connect()
+            other.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert f"listening on {addr} (port {port}, TLS, client certificates required)" in out
