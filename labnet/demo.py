@@ -12,6 +12,7 @@ from typing import Any
 from labnet.controller_proc import ControllerProcess
 from labnet.network import Lab
 from labnet.runner import say
+from labnet import waiting
 from labnet.traffic import (
     TrafficError, finish_client, flow_args, marker_cmd, start_client, start_server, transfer,
 )
@@ -30,13 +31,7 @@ def endpoints(lab: Lab) -> tuple[Any, Any]:
 
 
 def wait_until(cond, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TrafficError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return waiting.wait_until(cond, timeout, what, interval=0.2, error=TrafficError)
 
 
 def reachability(src: Any, dst: Any) -> None:

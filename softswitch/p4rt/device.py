@@ -58,24 +58,17 @@ def check_program(index: P4Schema, engine: Any) -> None:
             if aname not in have:
                 raise ProgramMismatch(f"table {t.name!r}: action {aname!r} of the P4Info is "
                                       f"not in the device config")
-    for c in index.counters.values():
-        try:
-            size = engine.counter_size(c.name)
-        except KeyError:
-            raise ProgramMismatch(f"counter {c.name!r} of the P4Info is not in the device "
-                                  f"config") from None
-        if size != c.size:
-            raise ProgramMismatch(f"counter {c.name!r}: size {c.size} in the P4Info, {size} "
-                                  f"in the device config")
-    for r in index.registers.values():
-        try:
-            size = engine.register_size(r.name)
-        except KeyError:
-            raise ProgramMismatch(f"register {r.name!r} of the P4Info is not in the device "
-                                  f"config") from None
-        if size != r.size:
-            raise ProgramMismatch(f"register {r.name!r}: size {r.size} in the P4Info, {size} "
-                                  f"in the device config")
+    for kind, items, size_of in (("counter", index.counters, engine.counter_size),
+                                 ("register", index.registers, engine.register_size)):
+        for item in items.values():
+            try:
+                size = size_of(item.name)
+            except KeyError:
+                raise ProgramMismatch(f"{kind} {item.name!r} of the P4Info is not in the "
+                                      f"device config") from None
+            if size != item.size:
+                raise ProgramMismatch(f"{kind} {item.name!r}: size {item.size} in the P4Info, "
+                                      f"{size} in the device config")
 
 
 class Pipeline:

@@ -12,10 +12,8 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -160,11 +158,3 @@ def _ago():
     return _now() - dt.timedelta(seconds=5)
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

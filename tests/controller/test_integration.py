@@ -17,11 +17,12 @@ from scapy.layers.l2 import Ether
 
 from controller import cli
 from controller.drivers.base import Counts, FlowKey
+from labnet.waiting import wait_until
 from scitags_core import flowlabel
 from scitags_core.firefly_build import build_firefly
 from tests.controller.harness import (
     H1, H2, MON, SwitchProc, api, api_addr, observer, send_firefly, start_controller,
-    target_params, topology_yaml, wait_until)
+    target_params, topology_yaml)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import time
 from pathlib import Path
 from typing import Callable
 
 REFERENCE_DIR = Path(importlib.util.find_spec("scitags").origin).parent
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll until predicate() is true (a wait for delivery, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def load_reference_function(relative: str, name: str, namespace: dict) -> Callable:

@@ -15,7 +15,7 @@ from controller.cli import main
 from scitags_core.firefly_build import build_firefly
 from scitags_core.schemas import DEFAULT_REGISTRY_PATH
 
-from tests.core.core_testlib import wait_until
+from labnet.waiting import poll as wait_until
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:

@@ -12,7 +12,7 @@ from scitags_core.firefly import Deviation, FireflyRecord, RejectReason
 from scitags_core.firefly_build import build_firefly
 from scitags_core.firefly_receiver import FireflyReceiver
 
-from tests.core.core_testlib import wait_until
+from labnet.waiting import poll as wait_until
 
 R = RejectReason
 

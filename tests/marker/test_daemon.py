@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -16,21 +15,12 @@ import pytest
 from scitags_core import flowlabel
 from scitags_core.firefly_parse import parse_firefly
 from tests.marker.netns import ROOT, probe_label, run_in
+from labnet.waiting import wait_until as wait_for
 
 pytestmark = pytest.mark.netns
 HERE = Path(__file__).resolve().parent
 MARKER = str(Path(sys.executable).with_name("marker"))
 COLLECTOR_PORT = 10999
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Daemon:

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -27,16 +26,6 @@ def v4_frame(src_mac: str, dst_mac: str, sport: int = 5000, dport: int = 6000,
              payload: bytes = b"x" * 32) -> bytes:
     l4 = UDP(sport=sport, dport=dport) if proto == "udp" else TCP(sport=sport, dport=dport)
     return bytes(Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst) / l4 / Raw(payload))
-
-
-def wait_until(fn: Callable[[], T], timeout: float = 15.0, interval: float = 0.2) -> T:
-    """Poll fn until it returns something truthy (OVS pushes flow stats periodically)."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 class Recorder:

@@ -17,7 +17,8 @@ import pytest
 from controller import cli
 from controller.drivers.base import FlowKey
 from scitags_core.flowlabel import encode_label
-from tests.openflow.helpers import v4_frame, v6_frame, wait_until
+from labnet.waiting import poll as wait_until
+from tests.openflow.helpers import v4_frame, v6_frame
 from tests.openflow.ovslab import OvsLab, ovs_unavailable_reason
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]

@@ -28,7 +28,8 @@ from controller.drivers.base import (BUCKETS, ConnectionLost, Counts, FireflyPac
 from controller.drivers.openflow import OpenFlowDriver
 from scitags_core.flowlabel import encode_label
 from tests.openflow.conftest import FLOOD_PORTS, H1, H2, H3, MAC_PORTS, MONITOR_PORT
-from tests.openflow.helpers import A1, A2, V4_1, V4_2, Recorder, v4_frame, v6_frame, wait_until
+from labnet.waiting import poll as wait_until
+from tests.openflow.helpers import A1, A2, V4_1, V4_2, Recorder, v4_frame, v6_frame
 from tests.openflow.ovslab import OvsLab, free_tcp_port
 from tests.openflow.targets import VethNet
 

@@ -14,7 +14,8 @@ import pytest
 from scitags_core.flowlabel import encode_label
 from tests.controller.harness import REGISTRY, ROOT
 from tests.openflow.conftest import H1, H2
-from tests.openflow.helpers import v6_frame, wait_until
+from labnet.waiting import poll as wait_until
+from tests.openflow.helpers import v6_frame
 from tests.openflow.ovslab import OvsLab, free_tcp_port, ovs_unavailable_reason
 
 CONTROLLER = [sys.executable, "-m", "controller.cli"]

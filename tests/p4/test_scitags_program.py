@@ -17,6 +17,7 @@ from scapy.packet import Raw
 
 from controller.drivers.base import FireflyPacket, FlowKey, FlowRule, TagRule
 from controller.drivers.p4runtime import P4RuntimeDriver
+from labnet.waiting import poll
 from p4schema import encode
 from scitags_core import flowlabel
 from tests.conftest import HAVE_BMV2, P4_BUILD, needs_root
@@ -82,12 +83,9 @@ class Switch:
 
     def wait_counters(self, check, timeout: float = 5.0):
         """Counters once `check(snapshot)` holds (packets are processed asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            snap = self.counters()
-            if check(snap) or time.monotonic() > deadline:
-                return snap
-            time.sleep(0.05)
+        snaps = []
+        poll(lambda: check(snaps.append(self.counters()) or snaps[-1]), timeout, 0.05)
+        return snaps[-1]
 
 
 @pytest.fixture(scope="module", params=TARGETS)
