@@ -31,8 +31,9 @@ from controller.drivers.base import TagRule  # noqa: E402
 from controller.drivers.p4runtime import P4RuntimeDriver  # noqa: E402
 from scitags_core.flowlabel import encode_label  # noqa: E402
 from tests.conftest import BMV2_BIN, HAVE_BMV2, HAVE_P4C, P4_BUILD, P4C_BIN  # noqa: E402
-from tests.p4.dataplane import (CPU_PORT, VethPorts, free_tcp_port, switch_command,  # noqa: E402
-                                wait_for_port)
+from controller.launcher import free_tcp_port  # noqa: E402
+from labnet.veth import VethPorts, wait_for_port  # noqa: E402
+from tests.p4.dataplane import CPU_PORT, switch_command  # noqa: E402
 
 H1, H2 = "00:00:00:00:01:01", "00:00:00:00:01:02"
 

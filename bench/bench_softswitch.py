@@ -188,7 +188,7 @@ class _Soft:
     """The SoftSwitch (AF_PACKET ports on s1/s2) in this process."""
 
     def __init__(self, lab, sc: Scenario) -> None:  # noqa: ANN001 - netlab.NetLab
-        from netlab import in_netns
+        from labnet.veth import in_netns
 
         from softswitch.ports import RawSocketPort
         from softswitch.switch import SoftSwitch

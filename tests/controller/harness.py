@@ -19,10 +19,12 @@ import pytest
 
 from controller.config import load_config
 from controller.drivers.p4runtime import P4RuntimeDriver
+from controller.launcher import free_tcp_port
 from controller.runtime import Runtime, build
+from labnet.veth import VethPorts, wait_for_port
 from scitags_core.firefly_build import build_firefly
 from tests.conftest import BMV2_BIN, HAVE_BMV2, IS_ROOT, P4_BUILD, ROOT
-from tests.p4.dataplane import VethPorts, free_tcp_port, switch_command, wait_for_port
+from tests.p4.dataplane import switch_command
 
 # The committed compiler outputs (make p4): the real program, everywhere.
 P4INFO, DEVICE_JSON = P4_BUILD / "scitags.p4info.txtpb", P4_BUILD / "scitags.json"

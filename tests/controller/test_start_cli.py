@@ -15,7 +15,7 @@ from controller.drivers.p4runtime import P4RuntimeDriver
 from controller.p4runtime_client import TLSOptions
 from tests.conftest import BMV2_BIN, HAVE_BMV2
 from tests.controller.harness import DEVICE_JSON, HAVE_SOFT_CLI, P4INFO, ROOT
-from tests.p4.dataplane import free_tcp_port
+from controller.launcher import free_tcp_port
 
 CONTROLLER = [sys.executable, "-m", "controller.cli"]
 

@@ -7,32 +7,17 @@ The bridge listens for its controller on 127.0.0.1 (ptcp), which OpenFlowDriver 
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import select
 import shutil
-import socket
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
 
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-CLONE_NEWNET = 0x40000000
+from controller.launcher import free_tcp_port
+from labnet.veth import drain, in_netns, receive_frames
+from labnet.veth import run as _run
+from softswitch.ports import RawSocketPort
+
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
-T = TypeVar("T")
-
-
-def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, timeout=30)
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ovs_unavailable_reason() -> str | None:
@@ -50,34 +35,6 @@ def ovs_unavailable_reason() -> str | None:
     return None
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def in_netns(namespace: str, fn: Callable[[], T]) -> T:
-    """Run fn in a thread that has joined the namespace (setns is per thread)."""
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {namespace}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
-
-
 @dataclass
 class Host:
     name: str
@@ -85,7 +42,7 @@ class Host:
     port: int
     namespace: str
     iface: str
-    sock: socket.socket | None = None
+    sock: RawSocketPort | None = None
 
 
 @dataclass
@@ -123,7 +80,7 @@ class OvsLab:
             _run("ip", "link", "set", outer, "up")
             _run("ovs-vsctl", "add-port", self.bridge, outer, "--",
                  "set", "interface", outer, f"ofport_request={ofport}")
-            sock = in_netns(ns, lambda: _packet_socket(inner))
+            sock = in_netns(ns, lambda: RawSocketPort(inner, promiscuous=False))
             self.hosts[name] = Host(name, mac, ofport, ns, inner, sock)
         for iface, ofport in self.extra_ports.items():
             _run("ovs-vsctl", "add-port", self.bridge, iface, "--",
@@ -156,41 +113,13 @@ class OvsLab:
         sock = self.hosts[host].sock
         assert sock is not None
         for _ in range(count):
-            sock.send(frame)
+            if not sock.send(frame):
+                raise OSError(f"could not send {len(frame)} bytes from {host}")
 
     def drain(self) -> None:
-        for host in self.hosts.values():
-            while host.sock is not None:
-                try:
-                    host.sock.recv(65535)
-                except BlockingIOError:
-                    break
+        drain([h.sock for h in self.hosts.values() if h.sock is not None])
 
     def receive(self, timeout: float = 1.0, until: int | None = None) -> dict[str, list[bytes]]:
         """Frames each host received within `timeout` (early once `until` arrived in total)."""
         socks = {h.sock: name for name, h in self.hosts.items() if h.sock is not None}
-        got: dict[str, list[bytes]] = {name: [] for name in socks.values()}
-        deadline = time.monotonic() + timeout
-        total = 0
-        while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select(list(socks), [], [], remaining)
-            for s in ready:
-                while True:
-                    try:
-                        frame, addr = s.recvfrom(65535)
-                    except BlockingIOError:
-                        break
-                    if addr[2] == PACKET_OUTGOING:
-                        continue
-                    got[socks[s]].append(frame)
-                    total += 1
-            if until is not None and total >= until:
-                break
-        return got
-
-
-def _packet_socket(iface: str) -> socket.socket:
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    s.bind((iface, 0))
-    s.setblocking(False)
-    return s
+        return receive_frames(socks, timeout, until=until)

@@ -1,18 +1,18 @@
 """The two switch targets behind one test interface: (driver, net) for OVS and for P4.
 
 `net` sends frames from a named host and reports what each host received, whether hosts are
-namespaces on an OVS bridge (ovslab) or veth ends of the P4 softswitch (tests/p4/dataplane).
+namespaces on an OVS bridge (ovslab) or veth ends of the P4 softswitch (labnet.veth).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.p4.dataplane import VethPorts
+from labnet.veth import VethPorts
 
 
 @dataclass
 class VethNet:
-    """tests/p4/dataplane.VethPorts addressed by host name, like OvsLab."""
+    """labnet.veth.VethPorts addressed by host name, like OvsLab."""
 
     veth: VethPorts
     ports: dict[str, int]

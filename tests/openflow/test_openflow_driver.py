@@ -30,7 +30,8 @@ from scitags_core.flowlabel import encode_label
 from tests.openflow.conftest import FLOOD_PORTS, H1, H2, H3, MAC_PORTS, MONITOR_PORT
 from labnet.waiting import poll as wait_until
 from tests.openflow.helpers import A1, A2, V4_1, V4_2, Recorder, v4_frame, v6_frame
-from tests.openflow.ovslab import OvsLab, free_tcp_port
+from controller.launcher import free_tcp_port
+from tests.openflow.ovslab import OvsLab
 from tests.openflow.targets import VethNet
 
 pytestmark = [pytest.mark.netns]

@@ -16,7 +16,8 @@ from tests.controller.harness import REGISTRY, ROOT
 from tests.openflow.conftest import H1, H2
 from labnet.waiting import poll as wait_until
 from tests.openflow.helpers import v6_frame
-from tests.openflow.ovslab import OvsLab, free_tcp_port, ovs_unavailable_reason
+from controller.launcher import free_tcp_port
+from tests.openflow.ovslab import OvsLab, ovs_unavailable_reason
 
 CONTROLLER = [sys.executable, "-m", "controller.cli"]
 CMS, PERFSONAR = 3, 2

@@ -17,11 +17,13 @@ from scapy.packet import Raw
 
 from controller.drivers.base import FireflyPacket, FlowKey, FlowRule, TagRule
 from controller.drivers.p4runtime import P4RuntimeDriver
+from controller.launcher import free_tcp_port
+from labnet.veth import VethPorts, wait_for_port
 from labnet.waiting import poll
 from p4schema import encode
 from scitags_core import flowlabel
 from tests.conftest import HAVE_BMV2, P4_BUILD, needs_root
-from tests.p4.dataplane import CPU_PORT, VethPorts, free_tcp_port, switch_command, wait_for_port
+from tests.p4.dataplane import CPU_PORT, switch_command
 
 pytestmark = [needs_root, pytest.mark.netns]
 

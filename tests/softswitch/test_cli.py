@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netlab import NetLab, in_netns
+from labnet.veth import in_netns
+from netlab import NetLab
 from p4json import ETHERNET, C, E, F, Program, extract, set_egress
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -210,7 +211,8 @@ def test_tls_server_with_client_auth(certs, tmp_path):
     from controller.drivers.p4runtime import P4RuntimeDriver
     from controller.p4runtime_client import TLSOptions
     from tests.conftest import P4_BUILD
-    from tests.p4.dataplane import free_tcp_port, wait_for_port
+    from controller.launcher import free_tcp_port
+    from labnet.veth import wait_for_port
     p4info, device_json = P4_BUILD / "scitags.p4info.txtpb", P4_BUILD / "scitags.json"
     if not (p4info.is_file() and device_json.is_file()):
         pytest.skip(f"P4 program not built ({P4_BUILD}): make p4")

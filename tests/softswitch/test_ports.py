@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from conftest import make_engine
-from netlab import in_netns
+from labnet.veth import in_netns
 from p4json import l2_program
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
