@@ -1,6 +1,6 @@
 """Topology files (topologies/*.yaml): switches, hosts, links, and what each switch must do.
 
-Contract: docs/CONTROLLER_CONTRACT.md. The graph has a node per switch and per host
+Contract: docs/controller-interfaces.md. The graph has a node per switch and per host
 (attribute kind="switch"|"host") and an edge per link (attribute ports={node: port}, one
 entry per switch end; a host end carries a port only when the file gives one).
 

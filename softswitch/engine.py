@@ -7,7 +7,7 @@ ingress (I2E clones are enqueued before the original), then each queued copy
 through egress in FIFO order (E2E clones join the queue's end; resubmitted and
 recirculated packets go back to ingress first).
 
-The control-plane API is the one in docs/SOFTSWITCH_CONTRACT.md.
+The control-plane API is the one in docs/softswitch-interfaces.md.
 """
 from __future__ import annotations
 

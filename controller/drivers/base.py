@@ -1,4 +1,4 @@
-"""The switch-driver interface (docs/CONTROLLER_CONTRACT.md).
+"""The switch-driver interface (docs/controller-interfaces.md).
 
 One driver instance per switch. The P4Runtime driver (drivers/p4runtime.py) and the OpenFlow
 driver (drivers/openflow.py) implement SwitchDriver, so the controller model above them does
