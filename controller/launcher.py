@@ -8,6 +8,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -32,11 +33,23 @@ def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
 
 
 def switch_binary(kind: str, override: str | None = None) -> str:
+    """The executable for a switch kind: BMv2 from PATH or /opt/p4/bin; the built-in target
+    from the running virtualenv (next to this Python), else PATH."""
     if override:
         return override
     if kind == "bmv2":
         return shutil.which("simple_switch_grpc") or BMV2_DEFAULT
-    return shutil.which("softswitch") or str(Path(__file__).resolve().parent.parent / ".venv/bin/softswitch")
+    beside = Path(sys.executable).with_name("softswitch")
+    return str(beside) if beside.exists() else (shutil.which("softswitch") or "softswitch")
+
+
+def switch_argv0(kind: str, override: str | None = None) -> list[str]:
+    """The command that starts a switch kind (the built-in target also runs as a module of
+    this Python when its console script is not installed)."""
+    exe = switch_binary(kind, override)
+    if kind == "soft" and not override and shutil.which(exe) is None:
+        return [sys.executable, "-m", "softswitch.cli"]
+    return [exe]
 
 
 @functools.cache
@@ -56,18 +69,19 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def simple_switch_args(kind: str, binary: str, *, device_id: int, grpc_addr: str,
+def simple_switch_args(kind: str, binary: str | list[str], *, device_id: int, grpc_addr: str,
                        interfaces: Mapping[int, str], cpu_port: int | None = 255,
                        json_path: str | None = None, thrift_port: int | None = None) -> list[str]:
     """simple_switch_grpc's command line (target options after `--`), for BMv2 or the
     built-in target, which takes the same flags. The one place that builds it."""
-    cmd = [binary, "--device-id", str(device_id)]
+    cmd = [binary] if isinstance(binary, str) else list(binary)
+    cmd += ["--device-id", str(device_id)]
     for port, ifname in sorted(interfaces.items()):
         cmd += ["-i", f"{port}@{ifname}"]
     if kind == "bmv2":
         # Per-instance Thrift port and notification socket: BMv2's defaults (9090,
         # /tmp/bmv2-<device id>-...) collide when several switches run on one machine.
-        if bmv2_has_thrift(binary):
+        if bmv2_has_thrift(cmd[0]):
             cmd += ["--thrift-port", str(thrift_port or free_tcp_port())]
         port = grpc_addr.rsplit(":", 1)[-1]
         cmd += ["--notifications-addr", f"ipc:///tmp/bmv2-{port}-{device_id}-notifications.ipc"]
@@ -78,7 +92,7 @@ def simple_switch_args(kind: str, binary: str, *, device_id: int, grpc_addr: str
     return cmd
 
 
-def switch_command(kind: str, spec: SwitchSpec, binary: str) -> list[str]:
+def switch_command(kind: str, spec: SwitchSpec, binary: str | list[str]) -> list[str]:
     return simple_switch_args(
         kind, binary, device_id=spec.device_id, grpc_addr=spec.grpc_addr,
         interfaces=spec.options.get("interfaces") or {}, cpu_port=spec.cpu_port,
@@ -87,10 +101,10 @@ def switch_command(kind: str, spec: SwitchSpec, binary: str) -> list[str]:
 
 def launch(kind: str, spec: SwitchSpec, log_dir: Path, binary: str | None = None,
            wait_s: float = 15.0) -> subprocess.Popen:
-    exe = switch_binary(kind, binary)
-    if not Path(exe).exists() and shutil.which(exe) is None:
-        raise LaunchError(f"switch {spec.name}: {kind} executable {exe} not found")
-    cmd = switch_command(kind, spec, exe)
+    argv0 = switch_argv0(kind, binary)
+    if shutil.which(argv0[0]) is None:
+        raise LaunchError(f"switch {spec.name}: {kind} executable {argv0[0]} not found")
+    cmd = switch_command(kind, spec, argv0)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.name}.log"
     with open(log_path, "ab") as out:

@@ -7,46 +7,24 @@ and writes them with raw sockets (in the root namespace, like Mininet's kernel s
 """
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from mininet.node import Switch
 
-BMV2_BIN = Path(os.environ.get("BMV2_SIMPLE_SWITCH_GRPC", "/opt/p4/bin/simple_switch_grpc"))
+from controller import launcher
+
+BMV2_BIN = Path(launcher.switch_binary("bmv2", os.environ.get("BMV2_SIMPLE_SWITCH_GRPC")))
 START_TIMEOUT_S = 30.0
 
 
 class SwitchStartError(RuntimeError):
     """A switch process that exited or never opened its gRPC port; carries its log tail."""
-
-
-def softswitch_command() -> list[str]:
-    """The venv's `softswitch` console script (next to this Python), else PATH's."""
-    beside = Path(sys.executable).with_name("softswitch")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("softswitch")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "softswitch.cli"]
-
-
-@functools.cache
-def bmv2_has_thrift() -> bool:
-    """BMv2 built without Thrift has no --thrift-port (and needs none)."""
-    try:
-        out = subprocess.run([str(BMV2_BIN), "--help"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "--thrift-port" in out.stdout + out.stderr
 
 
 def bmv2_available() -> bool:
@@ -88,12 +66,15 @@ class P4ProcessSwitch(Switch):
     def setup(cls) -> None:  # Mininet hook; nothing to check globally (no OVS module needed)
         pass
 
-    def port_args(self) -> list[str]:
-        args = []
-        for port, intf in sorted(self.intfs.items()):
-            if intf.name != "lo":
-                args += ["-i", f"{port}@{intf.name}"]
-        return args
+    def interfaces(self) -> dict[int, str]:
+        return {port: intf.name for port, intf in self.intfs.items() if intf.name != "lo"}
+
+    def simple_switch_args(self, argv0: list[str], thrift_port: int | None = None) -> list[str]:
+        """The one command-line builder (controller.launcher), for this switch's ports."""
+        return launcher.simple_switch_args(
+            "bmv2" if self.target == "bmv2" else "soft", argv0, device_id=self.device_id,
+            grpc_addr=f"127.0.0.1:{self.grpc_port}", interfaces=self.interfaces(),
+            cpu_port=self.cpu_port, thrift_port=thrift_port)
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -151,11 +132,7 @@ class SoftSwitch(P4ProcessSwitch):
     target = "softswitch"
 
     def command(self) -> list[str]:
-        argv = [*softswitch_command(), *self.port_args(), "--device-id", str(self.device_id),
-                "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}"]
-        if self.cpu_port is not None:
-            argv += ["--cpu-port", str(self.cpu_port)]
-        return [*argv, "--no-p4"]
+        return self.simple_switch_args(launcher.switch_argv0("soft"))
 
 
 class Bmv2Switch(P4ProcessSwitch):
@@ -171,13 +148,7 @@ class Bmv2Switch(P4ProcessSwitch):
     def command(self) -> list[str]:
         if not bmv2_available():
             raise SwitchStartError(f"{self.name}: BMv2 not installed ({BMV2_BIN} missing)")
-        thrift = ["--thrift-port", str(self.thrift_port())] if bmv2_has_thrift() else []
-        argv = [str(BMV2_BIN), *self.port_args(), "--device-id", str(self.device_id), *thrift,
-                "--notifications-addr", f"ipc:///tmp/labnet-bmv2-{self.grpc_port}-notifications.ipc",
-                "--no-p4", "--", "--grpc-server-addr", f"127.0.0.1:{self.grpc_port}"]
-        if self.cpu_port is not None:
-            argv += ["--cpu-port", str(self.cpu_port)]
-        return argv
+        return self.simple_switch_args([str(BMV2_BIN)], thrift_port=self.thrift_port())
 
 
 SWITCH_CLASSES: dict[str, type[P4ProcessSwitch]] = {"soft": SoftSwitch, "bmv2": Bmv2Switch}

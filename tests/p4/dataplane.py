@@ -7,10 +7,7 @@ flags and programmed over P4Runtime, so the tests cannot tell them apart.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-from controller.launcher import simple_switch_args, switch_binary
+from controller.launcher import simple_switch_args, switch_argv0
 from labnet.veth import VethPorts
 
 CPU_PORT = 255
@@ -19,13 +16,7 @@ CPU_PORT = 255
 def switch_command(kind: str, ports: VethPorts, grpc_port: int, device_id: int = 1,
                    json_path: str | None = None) -> list[str]:
     """The controller's own launch command line, for either target."""
-    binary = switch_binary(kind)
-    if kind == "soft" and not os.path.exists(binary):
-        binary = "softswitch"
-    cmd = simple_switch_args(kind, binary, device_id=device_id,
-                             grpc_addr=f"127.0.0.1:{grpc_port}", cpu_port=CPU_PORT,
-                             interfaces={p: ports.switch_iface(p) for p in ports.ports},
-                             json_path=json_path)
-    if kind == "soft" and binary == "softswitch":
-        cmd[0:1] = [sys.executable, "-m", "softswitch.cli"]
-    return cmd
+    return simple_switch_args(kind, switch_argv0(kind), device_id=device_id,
+                              grpc_addr=f"127.0.0.1:{grpc_port}", cpu_port=CPU_PORT,
+                              interfaces={p: ports.switch_iface(p) for p in ports.ports},
+                              json_path=json_path)
