@@ -13,7 +13,7 @@ help:
 	@echo "make setup         Debian packages, virtualenv, P4Runtime bindings (idempotent)"
 	@echo "make test          the whole test suite (root: namespaces, Mininet)"
 	@echo "make bench         benchmarks: figures on stdout and in bench-results/"
-	@echo "make p4            compile p4src/ with p4c-bm2-ss (keeps committed outputs without p4c)"
+	@echo "make p4            compile p4src/ for v1model (p4c-bm2-ss) and Tofino 1/2 (bf-p4c) where installed"
 	@echo "make clean         remove caches; keeps the virtualenv"
 
 $(PY): requirements.txt pyproject.toml scripts/setup.sh
@@ -24,7 +24,7 @@ setup:
 	bash scripts/setup.sh
 
 mininet-demo: $(PY)
-	$(PY) mininet/demo.py --switch $(SWITCH) $(ARGS)
+	$(PY) lab/demo.py --switch $(SWITCH) $(ARGS)
 
 demo: mininet-demo
 

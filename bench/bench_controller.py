@@ -8,7 +8,11 @@ installed), over real gRPC:
 - sustained fireflies per second turned into entries: --sustained-n `start` fireflies for
   distinct flows sent back to back; time until the controller has installed all of them;
 - time to read all counters (tag_counter, bucket_counter, both firefly tables' direct
-  counters) with --tags tag rules and --flows firefly entries installed.
+  counters) with --tags tag rules and --flows firefly entries installed, by this driver and
+  by the driver before the issue-12 restructure (--before REV, loaded from git), same run;
+- cost of one reconcile pass (read back everything the controller owns, diff, write) with
+  those tags and flows installed: in sync (nothing to repair), and after drift (--drift
+  flow entries and tag entries deleted behind the controller's back).
 
 Prints figures, writes JSON to --out (default bench-results/controller.json).
 Runs the committed compiler outputs (p4src/build/v1model).
@@ -19,12 +23,13 @@ import argparse
 import ipaddress
 import json
 import logging
-import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +39,7 @@ from p4.v1 import p4runtime_pb2  # noqa: E402
 
 from controller import launcher  # noqa: E402
 from controller.config import load_config  # noqa: E402
-from controller.drivers.base import FlowKey, FlowRule, TagRule  # noqa: E402
+from controller.drivers.base import DesiredState, FlowKey, FlowRule, Forwarding, TagRule  # noqa: E402
 from controller.drivers.p4runtime import P4RuntimeDriver  # noqa: E402
 from controller.runtime import build  # noqa: E402
 from controller.topology import SwitchSpec  # noqa: E402
@@ -47,14 +52,11 @@ def program() -> tuple[Path, Path, str]:
     return BUILD / "scitags.p4info.txtpb", BUILD / "scitags.json", "compiled"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BEFORE_REV = "2a39893"  # the last commit before the issue-12 restructure
 
 
 def start_switch(kind: str, device_id: int, log_dir: Path):
-    spec = SwitchSpec(f"bench{device_id}", device_id, free_port(), 255, "p4")
+    spec = SwitchSpec(f"bench{device_id}", device_id, launcher.free_tcp_port(), 255, "p4")
     return spec, launcher.launch(kind, spec, log_dir)
 
 
@@ -64,8 +66,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def entry_present(obs: P4RuntimeDriver, key: FlowKey) -> bool:
-    ent = p4runtime_pb2.Entity()
-    ent.table_entry.CopyFrom(obs._flow_entry(key))
+    ent = obs.codec.encode(obs._flow_entry(key))
     try:
         return bool(obs.client.read([ent]))
     except Exception:  # noqa: BLE001 - NOT_FOUND from some servers
@@ -133,7 +134,32 @@ def bench_fireflies(kind: str, p4info: Path, dev: Path, tmp: Path, n_lat: int, n
         launcher.terminate([proc])
 
 
-def bench_counter_read(kind: str, p4info: Path, dev: Path, tmp: Path, n_tags: int, n_flows: int) -> dict:
+def driver_before(rev: str) -> types.ModuleType:
+    """controller/drivers/p4runtime.py as it was at `rev` (git), importable next to today's."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:controller/drivers/p4runtime.py"],
+                         capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType("p4runtime_before")
+    mod.__file__ = f"{rev}:controller/drivers/p4runtime.py"
+    sys.modules[mod.__name__] = mod
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)  # noqa: S102 - our own history
+    return mod
+
+
+def timed(fn, n: int = 3) -> tuple[float, list[float], object]:
+    runs, out = [], None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        out = fn()
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs), runs, out
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def bench_counter_read(kind: str, p4info: Path, dev: Path, tmp: Path, n_tags: int, n_flows: int,
+                       before_rev: str, n_drift: int) -> dict:
     spec, proc = start_switch(kind, 2, tmp / "logs")
     try:
         d = P4RuntimeDriver("scale", spec.device_id, spec.grpc_addr, p4info, dev)
@@ -150,25 +176,50 @@ def bench_counter_read(kind: str, p4info: Path, dev: Path, tmp: Path, n_tags: in
         d.sync_tags(rules)
         tags_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        updates = []
+        flows = {}
         for i in range(n_flows):
             key = FlowKey(ipaddress.IPv4Address("10.0.0.0") + i, ipaddress.IPv4Address("10.128.0.1"), 6, 1000 + i % 50000, 443)
-            u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
-            u.entity.table_entry.CopyFrom(d._flow_entry(key, FlowRule(key, 3, 2, 0)))
-            updates.append(u)
-        d.client.write_updates(updates, batch=2000)
+            flows[key] = FlowRule(key, 3, 2, 0)
+        d.client.write_updates([d.codec.update(p4runtime_pb2.Update.INSERT, d._flow_entry(k, r))
+                                for k, r in flows.items()], batch=2000)
         flows_s = time.perf_counter() - t0
-        runs = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            snap = d.read_counters()
-            runs.append(time.perf_counter() - t0)
+        poll_now, runs_now, snap = timed(d.read_counters)
         assert len(snap.flows) == n_flows, (len(snap.flows), n_flows)
+        old = driver_before(before_rev).P4RuntimeDriver(
+            "before", spec.device_id, spec.grpc_addr, p4info, dev, election_id=(0, 1))
+        old.connect()
+        poll_before, runs_before, snap_old = timed(old.read_counters)
+        assert len(snap_old.flows) == n_flows and snap_old.tags == snap.tags
+        old.close()
+        desired = DesiredState(Forwarding({"00:00:00:00:00:01": 1, "00:00:00:00:00:02": 2}, (1, 2), 255, 3),
+                               rules, flows)
+        first = d.reconcile(desired)  # writes the forwarding part: not measured
+        assert first.repairs[("flow", "missing")] == 0, first.repairs
+        pass_s, pass_runs, res = timed(lambda: d.reconcile(desired))
+        assert res.total == 0, res.repairs
+        # drift: entries deleted behind the controller's back, then one repairing pass
+        gone = list(flows.items())[:n_drift]
+        d.client.write_updates([d.codec.update(p4runtime_pb2.Update.DELETE, d._flow_entry(k, r))
+                                for k, r in gone]
+                               + [d.codec.update(p4runtime_pb2.Update.DELETE, d._tag_entry(r))
+                                  for r in rules[:n_drift // 10]])
+        t0 = time.perf_counter()
+        fixed = d.reconcile(desired)
+        repair_s = time.perf_counter() - t0
+        assert fixed.repairs[("flow", "missing")] == len(gone), fixed.repairs
         d.close()
         return {"tags": len(rules), "flows": n_flows, "install_tags_s": round(tags_s, 3),
                 "install_flows_s": round(flows_s, 2),
-                "read_all_counters_s": {"median": round(statistics.median(runs), 3),
-                                        "runs": [round(r, 3) for r in runs]}}
+                "read_all_counters_s": {"median": round(poll_now, 3),
+                                        "runs": [round(r, 3) for r in runs_now]},
+                "counter_poll_ms": {"before": ms(poll_before), "after": ms(poll_now),
+                                    "before_runs": [ms(r) for r in runs_before],
+                                    "after_runs": [ms(r) for r in runs_now], "before_rev": before_rev},
+                "reconcile_pass_ms": {"in_sync": ms(pass_s), "runs": [ms(r) for r in pass_runs],
+                                      "read_ms": ms(res.read_s), "write_ms": ms(res.write_s)},
+                "reconcile_repair_ms": {"flows_deleted": len(gone), "tags_deleted": n_drift // 10,
+                                        "pass": ms(repair_s),
+                                        "repairs": {f"{k}/{c}": n for (k, c), n in fixed.repairs.items()}}}
     finally:
         launcher.terminate([proc])
 
@@ -181,33 +232,44 @@ def main() -> int:
     ap.add_argument("--sustained-n", type=int, default=2000)
     ap.add_argument("--tags", type=int, default=4096 - 1, help="tag rules (cells 1..4095)")
     ap.add_argument("--flows", type=int, default=65536)
+    ap.add_argument("--before", default=BEFORE_REV, metavar="REV",
+                    help=f"git revision of the driver to compare the counter poll with (default {BEFORE_REV})")
+    ap.add_argument("--drift", type=int, default=1000, help="flow entries deleted before the repair pass")
+    ap.add_argument("--skip-fireflies", action="store_true", help="only the counter/reconcile figures")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     args = ap.parse_args()
     if args.quick:
-        args.latency_n, args.sustained_n, args.tags, args.flows = 20, 200, 200, 2000
+        args.latency_n, args.sustained_n, args.tags, args.flows, args.drift = 20, 200, 200, 2000, 100
     logging.basicConfig(level=logging.WARNING)
     p4info, dev, which = program()
     results: dict = {"program": which, "targets": {}}
     with tempfile.TemporaryDirectory(prefix="bench-controller-") as tmpdir:
         tmp = Path(tmpdir)
         for kind in [t.strip() for t in args.targets.split(",") if t.strip()]:
-            if kind == "bmv2" and not os.access(launcher.switch_binary("bmv2"), os.X_OK):
+            if kind == "bmv2" and not launcher.bmv2_installed():
                 results["targets"][kind] = {"skipped": "BMv2 simple_switch_grpc not installed"}
                 print(f"{kind}: skipped (not installed)")
                 continue
             out = results["targets"][kind] = {}
             try:
-                out["fireflies"] = bench_fireflies(kind, p4info, dev, tmp, args.latency_n, args.sustained_n)
-                f = out["fireflies"]
-                print(f"{kind}: firefly->entry latency p50 {f['latency_ms']['p50']} ms, "
-                      f"p99 {f['latency_ms']['p99']} ms (n={args.latency_n}); sustained "
-                      f"{f['sustained']['fireflies_per_s']} fireflies/s into entries "
-                      f"({f['sustained']['installed']}/{args.sustained_n})", flush=True)
-                out["counter_read"] = bench_counter_read(kind, p4info, dev, tmp, args.tags, args.flows)
+                if not args.skip_fireflies:
+                    out["fireflies"] = bench_fireflies(kind, p4info, dev, tmp, args.latency_n, args.sustained_n)
+                    f = out["fireflies"]
+                    print(f"{kind}: firefly->entry latency p50 {f['latency_ms']['p50']} ms, "
+                          f"p99 {f['latency_ms']['p99']} ms (n={args.latency_n}); sustained "
+                          f"{f['sustained']['fireflies_per_s']} fireflies/s into entries "
+                          f"({f['sustained']['installed']}/{args.sustained_n})", flush=True)
+                out["counter_read"] = bench_counter_read(kind, p4info, dev, tmp, args.tags, args.flows,
+                                                         args.before, args.drift)
                 c = out["counter_read"]
                 print(f"{kind}: read all counters with {c['tags']} tags + {c['flows']} flows: "
                       f"{c['read_all_counters_s']['median']} s (median of 3); installing the flows "
                       f"took {c['install_flows_s']} s", flush=True)
+                cp, rp, rr = c["counter_poll_ms"], c["reconcile_pass_ms"], c["reconcile_repair_ms"]
+                print(f"{kind}: counter poll {cp['before']} ms before ({cp['before_rev']}) -> "
+                      f"{cp['after']} ms now; reconcile pass in sync {rp['in_sync']} ms "
+                      f"(read {rp['read_ms']} ms); repairing {rr['flows_deleted']} flows + "
+                      f"{rr['tags_deleted']} tags: {rr['pass']} ms", flush=True)
             except Exception as exc:  # noqa: BLE001 - report, go on with the next target
                 out["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{kind}: failed: {out['error']}", flush=True)

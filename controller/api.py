@@ -69,7 +69,7 @@ class ControllerCollector:
             ref.add_metric([reason], n)
         yield ref
         flows = GaugeMetricFamily("scitags_firefly_flows", "Firefly flows installed now.")
-        flows.add_metric([], len(self.c.flows))
+        flows.add_metric([], len(self.c.flow_service))
         yield flows
         st = self.c.status()
         up = GaugeMetricFamily("scitags_switch_up", "1 when the switch is connected and in sync.",
@@ -81,6 +81,19 @@ class ControllerCollector:
             primary.add_metric([name], 1 if s["primary"] else 0)
         yield up
         yield primary
+        repairs = CounterMetricFamily(
+            "scitags_reconcile_repairs", "Entries the periodic reconcile rewrote because they "
+            "drifted (kind: l2, tag, flow, multicast_group, clone_session; change: missing = "
+            "re-inserted, modified = rewritten, extra = deleted).",
+            labels=["switch", "kind", "change"])
+        passes = CounterMetricFamily("scitags_reconcile_passes", "Reconcile passes (read back "
+                                     "and repair) per switch.", labels=["switch"])
+        for name, session in self.c.switches.items():
+            passes.add_metric([name], session.reconciles)
+            for (kind, change), n in sorted(session.repairs.items()):
+                repairs.add_metric([name, kind, change], n)
+        yield repairs
+        yield passes
         ops = CounterMetricFamily("scitags_controller_events", "Controller events by kind.", labels=["event"])
         for k, v in st["stats"].items():
             ops.add_metric([k], v)
@@ -92,6 +105,8 @@ class ApiServer:
         self.controller = controller
         self.metrics = CollectorRegistry()
         self.metrics.register(ControllerCollector(controller))
+        for collector in controller.hooks.collectors:  # other features' metrics (controller.hooks)
+            self.metrics.register(collector)
         api = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -13,6 +13,7 @@ from controller.output import print_json
 from scitags_core.firefly import FIREFLY_PORT, FireflyRecord, FireflyRejected
 from scitags_core.firefly_parse import parse_firefly
 from scitags_core.firefly_receiver import FireflyReceiver
+from scitags_core.firefly_stats import FireflyStats
 from scitags_core.registry import Registry
 
 
@@ -60,6 +61,7 @@ def _parse(args: argparse.Namespace) -> int:
         raise UsageError(f"no fireflies in {args.file}")
     results: list[dict[str, Any]] = []
     rejected = 0
+    stats = FireflyStats()
     for number, item in items:
         try:
             record = parse_firefly(item, strict=args.strict)
@@ -70,14 +72,22 @@ def _parse(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"{number}: rejected {exc.reason.value}: {exc.detail}")
             continue
-        results.append({"line": number, "accepted": True, "record": _record_json(record, registry)})
+        stats.count_accepted(record)
+        results.append({"line": number, "accepted": True,
+                        "deviations": [d.value for d in record.deviations],
+                        "record": _record_json(record, registry)})
         if not args.json:
             print(f"{number}: ok {_record_line(record, registry)}")
     accepted = len(items) - rejected
+    summary = stats.snapshot()
     if args.json:
         print_json({"accepted": accepted, "rejected": rejected, "registry": registry.identity,
+                    "deviations": summary["deviations"], "applications": summary["applications"],
                     "results": results})
     else:
+        for app, entry in summary["applications"].items():  # the totals line stays last
+            devs = ", ".join(f"{d} {n}" for d, n in entry["deviations"].items()) or "none"
+            print(f"application {app}: {entry['accepted']} accepted, deviations: {devs}")
         print(f"{len(items)} fireflies: {accepted} accepted, {rejected} rejected")
     return ExitCode.USAGE if rejected else ExitCode.OK
 

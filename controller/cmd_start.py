@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from controller import extensions
 from controller.config import ConfigError, load_config
 from controller.errors import ExitCode, UsageError
 from controller.launcher import LaunchError
@@ -20,15 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "start", help="run the controller (program switches, follow fireflies, count)",
         description="Keep every switch equal to what the registry, the topology and the live "
         "fireflies say, and serve counters on a local HTTP API. Options override --config.")
-    p.add_argument("--switch", choices=["bmv2", "soft", "ovs"],
+    p.add_argument("--switch", choices=["bmv2", "soft", "ovs", "tofino"],
                    help="target to launch when a switch is not running (default soft); ovs: the "
-                   "single switch is Open vSwitch, attached over OpenFlow at --openflow (never launched)")
+                   "single switch is Open vSwitch, attached over OpenFlow at --openflow (never launched); "
+                   "tofino: the single switch is a Tofino running Stratum at --grpc-addr (docs/tofino.md)")
+    p.add_argument("--tofino-chip", choices=["tofino", "tofino2"],
+                   help="with --switch tofino: Tofino 1 (p4src/build/tna, CPU port 192; default) or "
+                   "Tofino 2 (p4src/build/t2na, CPU port 0)")
     p.add_argument("--openflow", metavar="TARGET",
                    help="with --switch ovs: tcp:HOST:PORT when OVS listens (ovs-vsctl set-controller "
                    "BR ptcp:PORT), or ptcp:PORT[:HOST] when OVS connects to us (set-controller BR tcp:HOST:PORT)")
     p.add_argument("--grpc-addr", help="HOST:PORT of the single switch (no --topology); default 127.0.0.1:9559")
     p.add_argument("--device-id", type=int, help="P4Runtime device id of the single switch (default 1)")
-    p.add_argument("--cpu-port", type=int, help="CPU port of the single switch (default 255)")
+    p.add_argument("--cpu-port", type=int, help="CPU port of the single switch (default 255; "
+                   "--switch tofino: the program's, 192 or 0 on Tofino 2)")
     p.add_argument("--topology", help="topology YAML: manage every switch in it")
     p.add_argument("--registry", help="registry FILE or URL to pin (default: the persisted active registry)")
     p.add_argument("--registry-refresh", type=float, dest="registry_refresh_s", metavar="SECONDS",
@@ -38,11 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start switches that are not listening (auto, default), never, always")
     p.add_argument("--switch-binary", help="executable to launch instead of simple_switch_grpc/softswitch")
     p.add_argument("--p4info", help="P4Info text file (default p4src/build/v1model/scitags.p4info.txtpb)")
-    p.add_argument("--device-config", help="BMv2 JSON (default p4src/build/v1model/scitags.json)")
+    p.add_argument("--device-config", help="BMv2 JSON (default p4src/build/v1model/scitags.json); "
+                   "Tofino: a bf-p4c output folder, whose P4Info it uses")
     p.add_argument("--state-dir", help="where the SQLite state and switch logs go")
     p.add_argument("--api", help="HOST:PORT of the HTTP API (default 127.0.0.1:9180)")
     p.add_argument("--poll-interval", type=float, dest="poll_interval_s", metavar="SECONDS",
                    help="counter poll period (default 2)")
+    p.add_argument("--reconcile-interval", type=float, dest="reconcile_interval_s", metavar="SECONDS",
+                   help="read back every switch and repair drift every SECONDS (default 10; 0: only "
+                   "on reconnect)")
     p.add_argument("--election-id", type=int, help="fixed election id (default: by start time)")
     p.add_argument("--tls-cacert", help="CA certificate for the switches' gRPC TLS")
     p.add_argument("--tls-cert", help="client certificate")
@@ -60,14 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-flows", type=int, help="cap on installed firefly flows (default 60000)")
     p.add_argument("--when-full", choices=["refuse-new", "evict-oldest"], help="policy at the cap")
     p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="firefly entry idle timeout (default 120)")
-    p.set_defaults(func=run)
+    exts = extensions.load()
+    for ext in exts:
+        ext.add_arguments(p.add_argument_group(f"{ext.name} (extension)"))
+    p.add_argument("--device-config-format", metavar="FORMAT",
+                   help="how the device config is made: bmv2 (the JSON file, default) or another "
+                   "format of controller.runtime.DEVICE_CONFIG_FORMATS")
+    p.set_defaults(func=run, extensions=exts)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     o = {k: getattr(args, k) for k in (
         "switch", "openflow", "grpc_addr", "device_id", "cpu_port", "topology", "registry", "registry_refresh_s",
         "launch", "switch_binary", "p4info", "device_config", "state_dir", "api", "poll_interval_s",
-        "election_id", "firefly_listen")}
+        "reconcile_interval_s", "election_id", "firefly_listen", "device_config_format", "tofino_chip")}
     o["mirror"] = args.mirror
     o["firefly.accept_sources"] = args.accept_source
     o["firefly.rate_per_source"] = args.rate_per_source
@@ -86,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose == 0:
         log.setLevel(logging.INFO)  # say what was written where
     try:
-        cfg = load_config(args.config, _overrides(args))
+        exts = args.extensions
+        cfg = load_config(args.config, _overrides(args), [e.name for e in exts])
         if args.tls_cacert or args.tls_cert or args.tls_key:
             cfg.tls = TLSConfig(args.tls_cacert, args.tls_cert, args.tls_key)
-        rt = build(cfg)
+        for ext in exts:
+            cfg.extensions.setdefault(ext.name, {}).update(ext.options(args))
+        rt = build(cfg, extensions=exts)
     except (ConfigError, TopologyError) as exc:
         raise UsageError(str(exc)) from None
     except (LaunchError, OSError) as exc:

@@ -4,6 +4,8 @@ Example (every key optional):
 ```yaml
 switch: soft                 # bmv2 | soft: which target to launch when a switch is not running;
                              # ovs: the one switch (no topology) is Open vSwitch, over OpenFlow
+                             # tofino: the one switch is a Tofino running Stratum (docs/tofino.md)
+tofino_chip: tofino          # switch tofino: tofino (p4src/build/tna) or tofino2 (p4src/build/t2na)
 grpc_addr: 127.0.0.1:9559    # without a topology: the one switch to manage
 openflow: tcp:127.0.0.1:6653 # switch: ovs: tcp:HOST:PORT (OVS listens: set-controller BR ptcp:PORT)
                              # or ptcp:PORT[:HOST] (we listen; OVS: set-controller BR tcp:HOST:PORT)
@@ -15,9 +17,12 @@ registry_refresh_s: 0        # refresh from `registry` every N s (0 = only at st
 launch: auto                 # auto (start a switch that is not listening) | never | always
 p4info: p4src/build/v1model/scitags.p4info.txtpb
 device_config: p4src/build/v1model/scitags.json
+device_config_format: bmv2   # how the device config is made (runtime.DEVICE_CONFIG_FORMATS); a
+                             # topology switch may set its own `device_config_format:`
 state_dir: /var/lib/scitags-p4     # SQLite database and switch logs
 api: 127.0.0.1:9180
 poll_interval_s: 2
+reconcile_interval_s: 10     # read back what the controller owns and repair drift (0 = only on reconnect)
 election_id: null            # default: earlier-started controllers win (primary/backup)
 tls: {cacert: ca.pem, cert: client.pem, key: client.key}
 mirror: ["cms", "atlas/perfSONAR"]   # tags whose traffic is copied to the monitor port
@@ -30,13 +35,14 @@ firefly:
   max_flows: 60000
   when_full: refuse-new      # or evict-oldest
   idle_timeout_s: 120
+relay: {...}                 # a section per extension (controller/extensions.py), by its name
 ```
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -45,7 +51,7 @@ from controller.firefly_policy import PolicyConfig
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_P4INFO = REPO / "p4src/build/v1model/scitags.p4info.txtpb"
 DEFAULT_DEVICE_CONFIG = REPO / "p4src/build/v1model/scitags.json"
-SWITCH_KINDS = ("bmv2", "soft", "ovs")
+SWITCH_KINDS = ("bmv2", "soft", "ovs", "tofino")
 LAUNCH_MODES = ("auto", "never", "always")
 
 
@@ -73,15 +79,19 @@ class ControllerConfig:
     launch: str = "auto"
     p4info: str = str(DEFAULT_P4INFO)
     device_config: str = str(DEFAULT_DEVICE_CONFIG)
+    device_config_format: str = "bmv2"
+    tofino_chip: str = "tofino"  # switch tofino: which build (docs/tofino.md)
     state_dir: str | None = None
     api: str = "127.0.0.1:9180"
     poll_interval_s: float = 2.0
+    reconcile_interval_s: float = 10.0
     election_id: int | None = None
     tls: TLSConfig | None = None
     mirror: list[str] = field(default_factory=list)
     firefly_listen: str | None = "[::]:10514"  # dual-stack: IPv4 and IPv6 senders
     firefly: PolicyConfig = field(default_factory=PolicyConfig)
     switch_binary: str | None = None  # override the launched executable
+    extensions: dict[str, dict] = field(default_factory=dict)  # extension name -> its section
 
     def validate(self) -> None:
         if self.switch not in SWITCH_KINDS:
@@ -90,6 +100,9 @@ class ControllerConfig:
             raise ConfigError(f"launch {self.launch!r} is not one of {', '.join(LAUNCH_MODES)}")
         if self.switch == "ovs":
             self._validate_ovs()
+        if self.switch == "tofino" and (self.topology or self.launch == "always"):
+            raise ConfigError("switch tofino is the single-switch form, attached to, never launched: "
+                              "in a topology, give the switch `kind: tofino`; launch auto or never")
         elif self.openflow:
             raise ConfigError(f"openflow {self.openflow!r} is for switch ovs (--switch ovs); "
                               "a topology's OVS switches take `openflow:` in their entry")
@@ -99,6 +112,8 @@ class ControllerConfig:
             split_addr(self.firefly_listen, "firefly.listen")
         if self.poll_interval_s <= 0:
             raise ConfigError("poll_interval_s must be positive")
+        if not isinstance(self.reconcile_interval_s, (int, float)) or self.reconcile_interval_s < 0:
+            raise ConfigError("reconcile_interval_s must be a number of seconds >= 0 (0: only on reconnect)")
         try:
             self.firefly.validate()
         except ValueError as exc:
@@ -129,8 +144,10 @@ def split_addr(addr: str, what: str = "address") -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def load_config(path: str | None, overrides: dict[str, Any]) -> ControllerConfig:
-    """Settings from the YAML file at `path` (if any), then non-None `overrides`."""
+def load_config(path: str | None, overrides: dict[str, Any],
+                extension_names: Iterable[str] = ()) -> ControllerConfig:
+    """Settings from the YAML file at `path` (if any), then non-None `overrides`.
+    extension_names: top-level keys that are extension sections (kept in cfg.extensions)."""
     data: dict[str, Any] = {}
     if path:
         try:
@@ -159,7 +176,13 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> ControllerConfig
         if not isinstance(tls, dict) or set(tls) - {"cacert", "cert", "key"}:
             raise ConfigError(f"{where}: tls must be a mapping with cacert, cert, key")
         cfg.tls = TLSConfig(**tls)
-    top = {f.name for f in fields(ControllerConfig)} - {"firefly", "tls", "firefly_listen"}
+    for name in extension_names:
+        section = data.pop(name, None)
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{where}: {name} must be a mapping")
+        cfg.extensions[name] = dict(section or {})
+    top = {f.name for f in fields(ControllerConfig)} - {"firefly", "tls", "firefly_listen",
+                                                        "extensions"}
     unknown = set(data) - top
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")

@@ -1,10 +1,15 @@
 """Start a switch process (BMv2 simple_switch_grpc or the built-in `softswitch`) when none
 listens at a switch's gRPC address. Both take simple_switch_grpc's flags (target options
-after `--`)."""
+after `--`).
+
+Also the one place for what every switch-starting caller (controller, lab, tests, bench,
+tools) needs: where the P4 tools are (p4_tool, bmv2_binary), whether a TCP port listens
+(is_listening, wait_listening), a free port, and stopping a process (stop_process)."""
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -17,19 +22,70 @@ from controller.topology import SwitchSpec
 
 log = logging.getLogger(__name__)
 
-BMV2_DEFAULT = "/opt/p4/bin/simple_switch_grpc"
+P4_TOOLS_DIR = Path("/opt/p4/bin")  # where scripts/setup.sh builds BMv2 and p4c
+BMV2_ENV = "BMV2_BIN"  # the one variable that names another simple_switch_grpc
+BMV2_DEFAULT = str(P4_TOOLS_DIR / "simple_switch_grpc")
 
 
 class LaunchError(RuntimeError):
     """A switch process could not be started; names the switch, command and cause."""
 
 
+def p4_tool(name: str, env: str | None = None) -> str | None:
+    """An executable of the P4 toolchain (simple_switch_grpc, p4c-bm2-ss, ...): $env when
+    set, else on PATH, else in /opt/p4/bin; None when it is not there (or not executable)."""
+    if env and os.environ.get(env):
+        path = os.environ[env]
+        return path if os.access(path, os.X_OK) else None
+    found = shutil.which(name)
+    if found:
+        return found
+    path = P4_TOOLS_DIR / name
+    return str(path) if os.access(path, os.X_OK) else None
+
+
+def bmv2_binary() -> str:
+    """BMv2's simple_switch_grpc ($BMV2_BIN, PATH, /opt/p4/bin); the expected path when
+    absent, for messages (check with bmv2_installed)."""
+    return p4_tool("simple_switch_grpc", BMV2_ENV) or os.environ.get(BMV2_ENV) or BMV2_DEFAULT
+
+
+def bmv2_installed() -> bool:
+    return p4_tool("simple_switch_grpc", BMV2_ENV) is not None
+
+
 def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
+    """Something accepts TCP connections on host:port."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def wait_listening(host: str, port: int, proc: subprocess.Popen | None = None,
+                   timeout: float = 20.0) -> bool:
+    """Wait until host:port listens; False on timeout or when proc exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if is_listening(host, port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
 
 
 def switch_binary(kind: str, override: str | None = None) -> str:
@@ -38,7 +94,7 @@ def switch_binary(kind: str, override: str | None = None) -> str:
     if override:
         return override
     if kind == "bmv2":
-        return shutil.which("simple_switch_grpc") or BMV2_DEFAULT
+        return bmv2_binary()
     beside = Path(sys.executable).with_name("softswitch")
     return str(beside) if beside.exists() else (shutil.which("softswitch") or "softswitch")
 
@@ -110,24 +166,19 @@ def launch(kind: str, spec: SwitchSpec, log_dir: Path, binary: str | None = None
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log.info("switch %s: launched %s (pid %d), log %s", spec.name, " ".join(cmd), proc.pid, log_path)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LaunchError(f"switch {spec.name}: {' '.join(cmd)} exited with {proc.returncode}; "
-                              f"see {log_path}")
-        if is_listening(spec.grpc_host, spec.grpc_port):
-            return proc
-        time.sleep(0.1)
-    proc.terminate()
+    if wait_listening(spec.grpc_host, spec.grpc_port, proc, wait_s):
+        return proc
+    if proc.poll() is not None:
+        raise LaunchError(f"switch {spec.name}: {' '.join(cmd)} exited with {proc.returncode}; "
+                          f"see {log_path}")
+    stop_process(proc)
     raise LaunchError(f"switch {spec.name}: no gRPC server on {spec.grpc_addr} after {wait_s:g}s; see {log_path}")
 
 
-def terminate(procs: list[subprocess.Popen]) -> None:
+def terminate(procs: list[subprocess.Popen], timeout: float = 5.0) -> None:
+    """stop_process for several at once (all get SIGTERM first)."""
     for p in procs:
         if p.poll() is None:
             p.terminate()
     for p in procs:
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop_process(p, timeout)

@@ -3,17 +3,20 @@ registry, SQLite store, controller threads and the HTTP API (used by `controller
 the tests and the benchmark)."""
 from __future__ import annotations
 
+import importlib
 import logging
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from controller import launcher
 from controller.api import ApiServer
 from controller.app import Controller
 from controller.config import ConfigError, ControllerConfig, split_addr
 from controller.drivers.base import SwitchDriver
-from controller.drivers.p4runtime import P4RuntimeDriver
+from controller.drivers.p4runtime import DeviceConfigBuilder, P4RuntimeDriver, bmv2_json
+from controller.extensions import Extension
 from controller.p4runtime_client import TLSOptions
 from controller.store import Store
 from controller.topology import SwitchSpec, Topology, load_topology
@@ -22,6 +25,12 @@ from scitags_core.registry import Registry
 from scitags_core.registry_store import RegistryStore
 
 log = logging.getLogger(__name__)
+
+# device_config_format -> "module:function"; function(cfg, spec) -> DeviceConfigBuilder
+DEVICE_CONFIG_FORMATS = {
+    "bmv2": "controller.runtime:bmv2_device_config",
+    "tofino": "controller.drivers.tofino_pipeline:device_config_builder",
+}
 
 
 @dataclass
@@ -32,15 +41,23 @@ class Runtime:
     api: ApiServer | None
     store: Store
     launched: list[subprocess.Popen] = field(default_factory=list)
+    extensions: Sequence[Extension] = ()
 
     def start(self) -> None:
         self.controller.start()
+        for ext in self.extensions:
+            ext.start()
         if self.api is not None:
             self.api.start()
 
     def stop(self) -> None:
         if self.api is not None:
             self.api.stop()
+        for ext in self.extensions:
+            try:
+                ext.stop()
+            except Exception:  # noqa: BLE001 - the counts must still be saved
+                log.exception("extension %s: stop failed", ext.name)
         self.controller.stop()
         self.store.close()
         launcher.terminate(self.launched)
@@ -55,6 +72,14 @@ def make_topology(cfg: ControllerConfig) -> Topology:
                                                        "cpu_port": None, "openflow": cfg.openflow}},
                                    "hosts": {}, "links": []}, "<command line>")
     host, port = split_addr(cfg.grpc_addr, "--grpc-addr")
+    if cfg.switch == "tofino":  # one Tofino running Stratum, never launched (docs/tofino.md)
+        # 255 (BMv2's default) is no Tofino device port: unset, the program's CPU port for the chip.
+        cpu_port = None if cfg.cpu_port == 255 else cfg.cpu_port
+        return Topology.from_dict({"name": "s1", "description": "single switch",
+                                   "switches": {"s1": {"device_id": cfg.device_id, "kind": "tofino",
+                                                       "grpc_host": host, "grpc_port": port,
+                                                       "cpu_port": cpu_port, "chip": cfg.tofino_chip}},
+                                   "hosts": {}, "links": []}, "<command line>")
     return Topology.single_switch(cfg.device_id, port, cfg.cpu_port, host)
 
 
@@ -84,6 +109,24 @@ def registry_functions(cfg: ControllerConfig, state: Path):
     return load, fetch
 
 
+def bmv2_device_config(cfg: ControllerConfig, spec: SwitchSpec) -> DeviceConfigBuilder:
+    return bmv2_json(spec.options.get("device_config") or cfg.device_config)
+
+
+def device_config_builder(cfg: ControllerConfig, spec: SwitchSpec) -> DeviceConfigBuilder:
+    fmt = spec.options.get("device_config_format") or cfg.device_config_format
+    target = DEVICE_CONFIG_FORMATS.get(fmt)
+    if target is None:
+        raise ConfigError(f"switch {spec.name}: device_config_format {fmt!r} is not one of "
+                          f"{', '.join(DEVICE_CONFIG_FORMATS)}")
+    module, _, fn = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"switch {spec.name}: device_config_format {fmt}: {exc}") from None
+    return factory(cfg, spec)
+
+
 def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
     if spec.kind == "ovs":
         from controller.drivers import openflow  # another engineer's driver
@@ -96,11 +139,17 @@ def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
         return driver
     tls = TLSOptions(cfg.tls.cacert, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
     election = (0, cfg.election_id) if cfg.election_id is not None else None
-    return P4RuntimeDriver(spec.name, spec.device_id, spec.grpc_addr, cfg.p4info, cfg.device_config,
-                           spec.cpu_port, election, tls)
+    p4info = cfg.p4info
+    if spec.kind == "tofino":  # the P4Info compiled with the switch's bfrt.json
+        from controller.drivers.tofino_pipeline import switch_p4info
+        p4info = switch_p4info(cfg, spec)
+    return P4RuntimeDriver(spec.name, spec.device_id, spec.grpc_addr, p4info, None,
+                           spec.cpu_port, election, tls,
+                           device_config_builder=device_config_builder(cfg, spec))
 
 
-def build(cfg: ControllerConfig, with_api: bool = True) -> Runtime:
+def build(cfg: ControllerConfig, with_api: bool = True,
+          extensions: Sequence[Extension] = ()) -> Runtime:
     topo = make_topology(cfg)
     if any(spec.kind == "p4" for spec in topo.switches.values()):  # OpenFlow switches need neither
         for what, path in (("P4Info", cfg.p4info), ("device config (BMv2 JSON)", cfg.device_config)):
@@ -127,12 +176,18 @@ def build(cfg: ControllerConfig, with_api: bool = True) -> Runtime:
         load, fetch = registry_functions(cfg, state)
         listen = split_addr(cfg.firefly_listen, "firefly.listen") if cfg.firefly_listen else None
         ctl = Controller(topo, drivers, store, load, cfg.firefly, cfg.poll_interval_s, cfg.mirror,
-                         listen, cfg.registry_refresh_s, fetch)
+                         listen, cfg.registry_refresh_s, fetch, cfg.reconcile_interval_s)
+        for ext in extensions:
+            try:
+                ext.configure(cfg.extensions.get(ext.name, {}))
+            except ValueError as exc:
+                raise ConfigError(f"{ext.name}: {exc}") from None
+            ext.attach(ctl)
         api = None
         if with_api:
             host, port = split_addr(cfg.api, "--api")
             api = ApiServer(ctl, host, port)
-        return Runtime(cfg, topo, ctl, api, store, launched)
+        return Runtime(cfg, topo, ctl, api, store, launched, extensions)
     except BaseException:
         launcher.terminate(launched)
         raise

@@ -20,7 +20,9 @@ from typing import Any, Mapping
 import networkx as nx
 import yaml
 
-KINDS = ("p4", "ovs")
+from controller.drivers import tofino_ports
+
+KINDS = ("p4", "ovs", "tofino")  # tofino: a Tofino running Stratum (docs/tofino.md)
 MAX_PORT = 510  # v1model ports are 9 bits and 511 is the drop port
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _SWITCH_KEYS = {"device_id", "grpc_port", "cpu_port", "kind", "grpc_host"}
@@ -271,11 +273,11 @@ def _build(data: Any, src: str) -> Topology:
             raise fail(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
         device_id = _int(conf.get("device_id"), f"{where}: device_id", fail, 0, 2**64 - 1)
         grpc_port = conf.get("grpc_port")
-        if grpc_port is None and kind == "p4":
-            raise fail(f"{where}: grpc_port is required for a p4 switch")
+        if grpc_port is None and kind != "ovs":
+            raise fail(f"{where}: grpc_port is required for a {kind} switch")
         if grpc_port is not None:
             grpc_port = _int(grpc_port, f"{where}: grpc_port", fail, 1, 65535)
-        cpu_port = conf.get("cpu_port", 255)
+        cpu_port = conf.get("cpu_port", None if kind == "tofino" else 255)  # tofino: by chip, below
         if cpu_port is not None:
             cpu_port = _int(cpu_port, f"{where}: cpu_port", fail, 0, MAX_PORT)
         grpc_host = str(conf.get("grpc_host", "127.0.0.1"))
@@ -288,6 +290,11 @@ def _build(data: Any, src: str) -> Topology:
                            f"{seen_grpc[(grpc_host, grpc_port)]!r}")
             seen_grpc[(grpc_host, grpc_port)] = name
         options = {k: v for k, v in conf.items() if k not in _SWITCH_KEYS}
+        if kind == "tofino":
+            try:
+                cpu_port, options = tofino_ports.checked_switch(cpu_port, options, Path(src).parent)
+            except ValueError as exc:
+                raise fail(f"{where}: {exc}") from None
         switches[name] = SwitchSpec(name, device_id, grpc_port, cpu_port, kind, grpc_host, options)
         graph.add_node(name, kind="switch")
 
@@ -352,6 +359,9 @@ def _build(data: Any, src: str) -> Topology:
                 if value is None:
                     raise fail(f"{where}: {key} (port on switch {node!r}) is required")
                 port = _int(value, f"{where}: {key}", fail, 0, MAX_PORT)
+                problem = tofino_ports.port_problem(port) if switches[node].kind == "tofino" else None
+                if problem:
+                    raise fail(f"{where}: {key} on Tofino switch {node!r}: device port {problem}")
                 if port == switches[node].cpu_port:
                     raise fail(f"{where}: port {port} on switch {node!r} is its CPU port")
                 if (node, port) in used_ports:

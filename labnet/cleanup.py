@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from labnet import procs
+
+RUN_DIR = Path(os.environ.get("LABNET_RUN_DIR", "/run/labnet"))  # one JSON record per running lab
 
 
 def intf_exists(name: str) -> bool:
@@ -62,8 +65,6 @@ def clean(run_dir: Path, prefixes: Sequence[str] = (), force: bool = False) -> l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from labnet.network import RUN_DIR
-
     parser = argparse.ArgumentParser(prog="labnet-clean", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prefix", nargs="*", help="lab prefixes to clean (default: labs whose owner is gone)")

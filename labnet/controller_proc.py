@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller import launcher
 from controller.cmd_query import ApiUnavailable, api_get
 
 DEFAULT_API = "127.0.0.1:9180"
@@ -118,11 +119,5 @@ class ControllerProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        launcher.stop_process(self.proc, timeout=15)
         self.proc = None

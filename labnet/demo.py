@@ -11,8 +11,8 @@ from typing import Any
 
 from labnet.controller_proc import ControllerProcess
 from labnet.network import Lab
-from labnet.runner import say
 from labnet import waiting
+from labnet.progress import Say
 from labnet.traffic import (
     TrafficError, finish_client, flow_args, marker_cmd, start_client, start_server, transfer,
 )
@@ -34,7 +34,7 @@ def wait_until(cond, timeout: float, what: str) -> Any:
     return waiting.wait_until(cond, timeout, what, interval=0.2, error=TrafficError)
 
 
-def reachability(src: Any, dst: Any) -> None:
+def reachability(src: Any, dst: Any, say: Say) -> None:
     for afi in (6, 4):
         addr = str((dst.spec.ipv6 if afi == 6 else dst.spec.ipv4).ip)
         wait_until(lambda: "1 received" in src.cmd(f"ping -{afi} -c1 -W1 {addr}"), 20,
@@ -49,12 +49,12 @@ def live_flow(ctl: ControllerProcess, src_port: int) -> dict | None:
     return None
 
 
-def run_demo(lab: Lab, ctl: ControllerProcess | None, *, seconds: float, rate: str) -> None:
+def run_demo(lab: Lab, ctl: ControllerProcess | None, *, seconds: float, rate: str, say: Say) -> None:
     assert ctl is not None
     src, dst = endpoints(lab)
     path = lab.topology.switches_on_path(src.spec.ipv6.ip, dst.spec.ipv6.ip)
     say(f"transfers go {src.name} -> {dst.name} across {' -> '.join(path)}")
-    reachability(src, dst)
+    reachability(src, dst, say)
 
     sock = str(lab.log_dir / f"{src.name}-marker.sock")
     say(f"starting the marker daemon on {src.name} (nftables flow labels + fireflies, control {sock})")
@@ -112,7 +112,7 @@ def run_demo(lab: Lab, ctl: ControllerProcess | None, *, seconds: float, rate: s
     rows = ctl.settled_counters()  # wait until the switches' counters stop moving
     say("operator's counters (controller counters):")
     print(ctl.counters_table(), flush=True)
-    check(rows, path, results, r4)
+    check(rows, path, results, r4, say)
 
 
 def marker_base() -> list[str]:
@@ -121,7 +121,7 @@ def marker_base() -> list[str]:
     return [MARKER]
 
 
-def check(rows: list[dict], path: list[str], results: list[dict], r4: dict) -> None:
+def check(rows: list[dict], path: list[str], results: list[dict], r4: dict, say: Say) -> None:
     problems = []
     def counted(sw: str, source: str, exp: str, act: str) -> int:
         return sum(x["bytes"] for x in rows if x["switch"] == sw and x.get("source") == source

@@ -27,10 +27,10 @@ from mininet.net import Mininet
 
 from controller.topology import Topology
 from labnet import procs
+from labnet.cleanup import RUN_DIR, clean_record
 from labnet.hosts import ScitagsHost, offloads_off
 from labnet.switches import SWITCH_CLASSES, P4ProcessSwitch, pick_switch
 
-RUN_DIR = Path(os.environ.get("LABNET_RUN_DIR", "/run/labnet"))
 LOG_DIR = Path(os.environ.get("LABNET_LOG_DIR", "/tmp/labnet"))
 IFNAMSIZ = 15
 
@@ -172,7 +172,6 @@ class Lab:
                 net.stop()
             except Exception as exc:  # noqa: BLE001 - keep cleaning what is left
                 print(f"labnet: mininet stop failed ({exc}); cleaning from the run record")
-        from labnet.cleanup import clean_record
 
         clean_record(self.record)
         self.run_file.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Entry point of mininet/run.py and mininet/demo.py: checks, lab, controller, then the CLI
+"""Entry point of lab/run.py and lab/demo.py: checks, lab, controller, then the CLI
 or the scripted demo. Exit codes: 0 ok, 2 bad usage / missing prerequisite, 1 failure."""
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
+
+from labnet.progress import Say, reporter
 
 DEMO_DOC = """The scitags-p4 Mininet demo: default topology, controller, a marked IPv6 transfer for
 two experiments, an IPv4 transfer described by fireflies only, unmarked traffic, then the
@@ -19,14 +20,6 @@ Mininet CLI; everything is removed on exit, also after Ctrl-C."""
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "single.yaml"
-
-
-_who = "lab"
-
-
-def say(msg: str) -> None:
-    """A progress line: what happens now."""
-    print(f"[{_who} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def prerequisites(switch: str, need_traffic: bool) -> list[str]:
@@ -48,7 +41,7 @@ def prerequisites(switch: str, need_traffic: bool) -> list[str]:
 
 
 def build_parser(demo: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mininet/demo.py" if demo else "mininet/run.py",
+    p = argparse.ArgumentParser(prog="lab/demo.py" if demo else "lab/run.py",
                                 description=DEMO_DOC if demo else RUN_DOC,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--topology", default=str(DEFAULT_TOPOLOGY), help="topology YAML (default single.yaml)")
@@ -70,8 +63,7 @@ def build_parser(demo: bool) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], *, demo: bool) -> int:
-    global _who
-    _who = "demo" if demo else "lab"
+    say = reporter("demo" if demo else "lab")
     args = build_parser(demo).parse_args(argv)
     from controller.topology import TopologyError, load_topology
     from labnet.switches import pick_switch
@@ -116,11 +108,11 @@ def main(argv: Sequence[str], *, demo: bool) -> int:
         if demo:
             from labnet.demo import run_demo
 
-            run_demo(lab, ctl, seconds=args.seconds, rate=args.rate)
+            run_demo(lab, ctl, seconds=args.seconds, rate=args.rate, say=say)
             if args.interactive:
-                _cli(lab)
+                _cli(lab, say)
         elif not args.no_cli:
-            _cli(lab)
+            _cli(lab, say)
         else:
             say(f"switch processes alive: {lab.switches_alive()}")
         return 0
@@ -137,7 +129,7 @@ def main(argv: Sequence[str], *, demo: bool) -> int:
         say("stopped: no namespace, veth or process left")
 
 
-def _cli(lab: object) -> None:
+def _cli(lab: object, say: Say) -> None:
     from mininet.cli import CLI
 
     say("Mininet CLI (type 'exit' to stop everything); e.g. h1 ping -6 -c1 2001:db8:1::2")

@@ -7,11 +7,7 @@ and writes them with raw sockets (in the root namespace, like Mininet's kernel s
 """
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +15,6 @@ from mininet.node import Switch
 
 from controller import launcher
 
-BMV2_BIN = Path(launcher.switch_binary("bmv2", os.environ.get("BMV2_SIMPLE_SWITCH_GRPC")))
 START_TIMEOUT_S = 30.0
 
 
@@ -28,15 +23,7 @@ class SwitchStartError(RuntimeError):
 
 
 def bmv2_available() -> bool:
-    return BMV2_BIN.exists() and os.access(BMV2_BIN, os.X_OK)
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return launcher.bmv2_installed()
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -81,7 +68,7 @@ class P4ProcessSwitch(Switch):
 
     def start(self, controllers: list[object]) -> None:  # noqa: ARG002 - no OpenFlow controllers
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if port_open("127.0.0.1", self.grpc_port):
+        if launcher.is_listening("127.0.0.1", self.grpc_port):
             raise SwitchStartError(f"{self.name}: 127.0.0.1:{self.grpc_port} is already in use "
                                    "(another switch or lab running?)")
         argv = self.command()
@@ -93,29 +80,20 @@ class P4ProcessSwitch(Switch):
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         if self.on_pid is not None:
             self.on_pid(self.name, self.proc.pid)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SwitchStartError(f"{self.name}: {argv[0]} exited with {self.proc.returncode}; "
-                                       f"log {self.log_path}:\n{_tail(self.log_path)}")
-            if port_open("127.0.0.1", self.grpc_port):
-                if self.on_pid is not None:  # again: now the command line is readable
-                    self.on_pid(self.name, self.proc.pid)
-                return
-            time.sleep(0.1)
+        if launcher.wait_listening("127.0.0.1", self.grpc_port, self.proc, START_TIMEOUT_S):
+            if self.on_pid is not None:  # again: now the command line is readable
+                self.on_pid(self.name, self.proc.pid)
+            return
+        if self.proc.poll() is not None:
+            raise SwitchStartError(f"{self.name}: {argv[0]} exited with {self.proc.returncode}; "
+                                   f"log {self.log_path}:\n{_tail(self.log_path)}")
         raise SwitchStartError(f"{self.name}: no gRPC server on 127.0.0.1:{self.grpc_port} after "
                                f"{START_TIMEOUT_S:.0f}s; log {self.log_path}:\n{_tail(self.log_path)}")
 
     def stop_process(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        launcher.stop_process(self.proc)
         self.proc = None
 
     def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 - Mininet's signature
@@ -123,7 +101,7 @@ class P4ProcessSwitch(Switch):
         super().stop(deleteIntfs)
 
     def connected(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and port_open("127.0.0.1", self.grpc_port)
+        return self.proc is not None and self.proc.poll() is None and launcher.is_listening("127.0.0.1", self.grpc_port)
 
 
 class SoftSwitch(P4ProcessSwitch):
@@ -146,9 +124,9 @@ class Bmv2Switch(P4ProcessSwitch):
         return port if port >= 1024 else self.grpc_port + 10000
 
     def command(self) -> list[str]:
-        if not bmv2_available():
-            raise SwitchStartError(f"{self.name}: BMv2 not installed ({BMV2_BIN} missing)")
-        return self.simple_switch_args([str(BMV2_BIN)], thrift_port=self.thrift_port())
+        if not launcher.bmv2_installed():
+            raise SwitchStartError(f"{self.name}: BMv2 not installed ({launcher.bmv2_binary()} missing)")
+        return self.simple_switch_args([launcher.bmv2_binary()], thrift_port=self.thrift_port())
 
 
 SWITCH_CLASSES: dict[str, type[P4ProcessSwitch]] = {"soft": SoftSwitch, "bmv2": Bmv2Switch}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import select
-import socket
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Hashable, Iterable, Mapping, TypeVar
 
-from labnet.waiting import wait_until
+from controller import launcher
 from softswitch.ports import PortIO, RawSocketPort
 
 T = TypeVar("T")
@@ -89,15 +88,12 @@ def drain(socks: Iterable[PortIO]) -> None:
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0,
                   host: str = "127.0.0.1") -> None:
-    """Wait until proc listens on host:port; fail early if it exits first."""
-    def listening() -> bool:
+    """Wait until proc listens on host:port; RuntimeError if it exits first or times out."""
+    if not launcher.wait_listening(host, port, proc, timeout):
         if proc.poll() is not None:
             raise RuntimeError(f"switch exited with {proc.returncode} before listening")
-        with socket.socket() as s:
-            return s.connect_ex((host, port)) == 0
-
-    wait_until(listening, timeout, what=f"the switch to listen on {host}:{port}",
-               error=RuntimeError)
+        raise RuntimeError(f"timed out after {timeout:g}s waiting for the switch to listen on "
+                           f"{host}:{port}")
 
 
 @dataclass

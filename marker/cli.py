@@ -21,6 +21,7 @@ from marker import control, standalone
 from marker.fireflies import Collector, FireflySender
 from marker.flows import MarkerInputError, make_key, make_request, resolve_tag
 from marker.nftables import DEFAULT_TABLE, Nft, NftError
+from marker.socketlabel import EXTHDR_STRATEGIES
 from scitags_core import flowlabel
 from scitags_core.registry import RegistryError
 
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--ongoing", type=float, default=0.0, metavar="SECONDS", help="ongoing firefly interval")
     send.add_argument("--collector", action="append", type=_collector, default=[], metavar="HOST[:PORT]")
     send.add_argument("--allow-unregistered", action="store_true")
+    send.add_argument("--exthdr", choices=list(EXTHDR_STRATEGIES),
+                      help="also carry the tag in an IPv6 extension-header option, as flowd-go's strategy "
+                           "of that name (needs CAP_NET_RAW)")
 
     label = sub.add_parser("label", help="print the flow label for an experiment and activity")
     _common(label)
@@ -219,9 +223,10 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{reply.get('table')}, np_api {reply.get('np_api') or 'off'}, registry {reply.get('registry')}")
         counters = reply.get("counters", {})
         fireflies = reply.get("fireflies", {})
+        nft_stats = {k: v for k, v in reply.get("nftables", {}).items() if k != "layout"}
         print_table(["counter", "value"], sorted(counters.items())
                     + [("fireflies_sent", fireflies.get("sent", 0)),
-                       ("firefly_send_errors", fireflies.get("errors", 0))])
+                       ("firefly_send_errors", fireflies.get("errors", 0))] + sorted(nft_stats.items()))
     return OK
 
 
@@ -270,12 +275,17 @@ def cmd_send(args: argparse.Namespace) -> int:
     import socket as socket_mod
 
     from marker.manager import FlowManager
-    from marker.socketlabel import labelled_socket, send_for
+    from marker.socketlabel import ExtHdrMarking, labelled_socket, send_for
 
     rate = _rate(args.rate)
     req = make_request(_registry(args.registry), "start", args.protocol, args.src, args.src_port, args.dst,
                        args.dst_port, args.experiment, args.activity, source="send",
                        allow_unregistered=args.allow_unregistered)
+    exthdr = None
+    if args.exthdr:
+        if req.key.afi != 6:
+            raise MarkerInputError("--exthdr: extension headers are IPv6 only")
+        exthdr = ExtHdrMarking(args.exthdr, req.tag.experiment_id, req.tag.activity_id)
     manager = FlowManager(None, FireflySender(args.collector), ongoing_interval=args.ongoing)
     outcome = manager.handle(req)
     if not outcome.ok or outcome.flow is None:
@@ -283,7 +293,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     manager.start_ongoing()
     try:
         if outcome.flow.label is not None:
-            sock = labelled_socket(req.key, outcome.flow.label)
+            sock = labelled_socket(req.key, outcome.flow.label, exthdr)
         else:  # IPv4: no label, fireflies only
             kind = socket_mod.SOCK_STREAM if req.key.protocol == "tcp" else socket_mod.SOCK_DGRAM
             sock = socket_mod.socket(socket_mod.AF_INET, kind)
@@ -294,8 +304,10 @@ def cmd_send(args: argparse.Namespace) -> int:
             sent = send_for(sock, args.seconds, rate)
     finally:
         manager.stop()  # end firefly
-    data = {"ok": True, "flow": outcome.flow.as_dict(), "sent_bytes": sent, "seconds": args.seconds}
-    _say(args, data, f"marker: {outcome.message}; sent {sent} bytes in {args.seconds:g}s")
+    data = {"ok": True, "flow": outcome.flow.as_dict(), "sent_bytes": sent, "seconds": args.seconds,
+            "exthdr": args.exthdr}
+    how = f" (and a {args.exthdr} extension-header option)" if args.exthdr else ""
+    _say(args, data, f"marker: {outcome.message}{how}; sent {sent} bytes in {args.seconds:g}s")
     return OK
 
 

@@ -71,6 +71,7 @@ class MarkerDaemon:
                     "counters": dict(self.manager.counters),
                     "fireflies": {"sent": self.sender.stats.sent, "errors": self.sender.stats.errors,
                                   "last_error": self.sender.stats.last_error},
+                    "nftables": {"layout": self.nft.layout, **self.nft.stats},
                     "table": self.cfg.table, "np_api": self.cfg.np_api,
                     "registry": self.registry.identity}
         if op == "list":

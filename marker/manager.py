@@ -1,8 +1,8 @@
 """The marker's flow table: what happens when a flow starts, goes on and ends.
 
-start: pick per-flow entropy, install the nftables rule (IPv6 only), send a start firefly.
+start: pick per-flow entropy, install the nftables marking (IPv6 only), send a start firefly.
 ongoing: every `ongoing_interval` seconds, an ongoing firefly per active flow.
-end: remove the rule, send an end firefly. stop: end every flow, drop the table.
+end: remove the marking, send an end firefly. stop: drop the table, end every flow.
 Every source calls `handle()`, which never raises: errors are counted and returned.
 """
 from __future__ import annotations
@@ -83,16 +83,18 @@ class FlowManager:
         return Outcome(False, message)
 
     def _start(self, req: FlowRequest) -> Outcome:
-        if req.key in self.flows:
-            old = self.flows[req.key]
-            if old.tag.experiment_id == req.tag.experiment_id and old.tag.activity_id == req.tag.activity_id:
-                return Outcome(True, f"{req.key} already marked as {old.tag}", old)
-            self._end(FlowRequest("end", req.key, old.tag, req.source))  # re-tag: end then start
+        old = self.flows.get(req.key)
+        if old is not None and (old.tag.experiment_id, old.tag.activity_id) == (req.tag.experiment_id,
+                                                                                req.tag.activity_id):
+            return Outcome(True, f"{req.key} already marked as {old.tag}", old)
         label = None
         if req.key.afi == 6:
             label = flowlabel.encode_label(req.tag.experiment_id, req.tag.activity_id)
             if self.marker is not None:
-                self.marker.mark(req.key, label)
+                self.marker.mark(req.key, label)  # a re-tag replaces the old label in one step
+        if old is not None:  # re-tag: the old flow ends, the new one starts
+            self.counters["flows_ended"] += 1
+            self._firefly("end", old, end_time=utcnow())
         flow = ActiveFlow(req.key, req.tag, label, utcnow(), req.source)
         self.flows[req.key] = flow
         self.counters["flows_started"] += 1
@@ -102,12 +104,13 @@ class FlowManager:
         return Outcome(True, f"started {req.key} {req.tag}: {how}", flow)
 
     def _end(self, req: FlowRequest) -> Outcome:
-        flow = self.flows.pop(req.key, None)
+        flow = self.flows.get(req.key)
         if flow is None:
             self.counters["unknown_ends"] += 1
             return Outcome(False, f"no active flow {req.key}")
         if flow.label is not None and self.marker is not None:
-            self.marker.unmark(req.key)
+            self.marker.unmark(req.key)  # if this fails the flow stays, as its marking does
+        del self.flows[req.key]
         self.counters["flows_ended"] += 1
         self._firefly("end", flow, end_time=utcnow())
         log.info("end %s %s", req.key, flow.tag)
@@ -144,17 +147,21 @@ class FlowManager:
             return [f.as_dict() for f in self.flows.values()]
 
     def stop(self) -> None:
-        """End every flow (end fireflies, rules removed) and drop the table."""
+        """End every flow (end fireflies) and drop the table: one nft call for all the
+        flows' markings, not one per flow (thousands on a storage node)."""
         self._stop.set()
         with self._lock:
-            for key in list(self.flows):
-                flow = self.flows[key]
-                self.handle(FlowRequest("end", key, flow.tag, "shutdown"))
             if self.marker is not None:
                 try:
                     self.marker.drop_table()
                 except NftError as exc:
+                    self.counters["shutdown_errors"] += 1
                     log.error("dropping the nftables table failed: %s", exc)
+            ended, self.flows = list(self.flows.values()), {}
+            for flow in ended:
+                self.counters["flows_ended"] += 1
+                self._firefly("end", flow, end_time=utcnow())
+                log.info("end %s %s (shutdown)", flow.key, flow.tag)
         if self._ongoing is not None:
             self._ongoing.join(timeout=5)
         if self.sender is not None:

@@ -1,24 +1,31 @@
-"""IPv6 flow-label marking with nftables: rule text (pure) and the `nft` runner.
+"""The marker's nftables table and the `nft` runner.
 
-All rules live in one table of their own (family ip6, default `scitags_marker`), in an
+All marking lives in one table of its own (family ip6, default `scitags_marker`), in an
 output-hook chain at mangle priority, so the marker never touches anyone else's ruleset and
-`delete table` removes everything it ever added. Each rule carries a comment naming its flow,
-which is how a rule is found again (after a restart too) without keeping nft handles.
+`delete table` removes everything it ever added. Two layouts:
+- `map` (default, marker.nftmap): one verdict-map lookup per packet, whatever the number of
+  flows; each change is one nft transaction (all or nothing).
+- `rules`: one rule per flow, found again by its comment; every packet walks them all. Kept
+  as the baseline the benchmark measures the map against (bench/bench_marker.py).
+A failed nft call raises NftError with nft's own message and is counted in `Nft.stats`.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from marker import nftmap
 from marker.flows import FlowKey
 
 DEFAULT_TABLE = "scitags_marker"
 TABLE_PREFIX = "scitags_marker"  # `marker clean` removes every table whose name starts so
 CHAIN = "output"
-COMMENT_PREFIX = "scitags-marker "
+COMMENT_PREFIX = nftmap.COMMENT_PREFIX  # one prefix for the comments of both layouts
 NFT = "nft"
 
 
@@ -86,14 +93,30 @@ def parse_rules(nft_json: str) -> list[MarkRule]:
     return rules
 
 
-class Nft:
-    """Runs nft in this network namespace (or in a named one, for tests and labs)."""
+LAYOUTS = ("map", "rules")
 
-    def __init__(self, table: str = DEFAULT_TABLE, *, netns: str | None = None) -> None:
+
+class Nft:
+    """Runs nft in this network namespace (or in a named one, for tests and labs).
+
+    The map layout keeps a picture of the table (read from the kernel on first use, so a
+    standalone `marker flow end` sees what an earlier process installed) and plans each
+    change against it. When a transaction fails, the picture is thrown away and the change
+    is planned once more against a fresh reading (another process may have changed the
+    table); a second failure is raised. Nothing is half applied: nft -f is one transaction.
+    """
+
+    def __init__(self, table: str = DEFAULT_TABLE, *, netns: str | None = None, layout: str = "map") -> None:
         if not table.startswith(TABLE_PREFIX) or not table.replace("_", "").isalnum():
             raise ValueError(f"table name {table!r} must start with {TABLE_PREFIX!r} and be alphanumeric/_")
+        if layout not in LAYOUTS:
+            raise ValueError(f"nftables layout {layout!r} unknown ({', '.join(LAYOUTS)})")
         self.table = table
         self.netns = netns
+        self.layout = layout
+        self.stats: Counter[str] = Counter()  # nft_calls_total, nft_failures_total, nft_retries_total
+        self._state: nftmap.MapState | None = None
+        self._lock = threading.Lock()
 
     def _argv(self, *args: str) -> list[str]:
         base = ["ip", "netns", "exec", self.netns] if self.netns else []
@@ -102,9 +125,15 @@ class Nft:
     def _run(self, *args: str, script: str | None = None) -> str:
         if shutil.which(NFT) is None:
             raise NftError("nft not found on PATH (install nftables)")
-        argv = self._argv(*args, *(("-f", "-") if script is not None else ()))
-        proc = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=30)
+        args = (*args, *(("-f", "-") if script is not None else ()))
+        self.stats["nft_calls_total"] += 1
+        try:
+            proc = subprocess.run(self._argv(*args), input=script, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            self.stats["nft_failures_total"] += 1
+            raise NftError(f"nft {' '.join(args)} timed out") from None
         if proc.returncode != 0:
+            self.stats["nft_failures_total"] += 1
             raise NftError(f"nft {' '.join(args)} failed: {proc.stderr.strip() or proc.returncode}")
         return proc.stdout
 
@@ -113,35 +142,94 @@ class Nft:
         return any(item.get("table", {}).get("name") == self.table
                    for item in json.loads(out).get("nftables", []))
 
-    def rules(self) -> list[MarkRule]:
-        if not self.table_exists():
+    def _listing(self) -> str | None:
+        return self._run("-j", "list", "table", "ip6", self.table) if self.table_exists() else None
+
+    # -- marking -------------------------------------------------------------------
+    def rules(self) -> list[nftmap.Mark]:
+        """The flows the kernel marks, read back from it."""
+        listing = self._listing()
+        if listing is None:
             return []
-        return parse_rules(self._run("-j", "list", "table", "ip6", self.table))
+        if self.layout == "rules":
+            return [nftmap.Mark(r.flow_ident, r.label) for r in parse_rules(listing)
+                    if r.flow_ident is not None and r.label is not None]
+        return nftmap.parse_state(listing, self.table, CHAIN).marks()
+
+    def marked_count(self) -> int:
+        """Flows marked now (the map layout answers from its picture of the table)."""
+        if self.layout == "rules":
+            return len(self.rules())
+        with self._lock:
+            return len(self._map_state().labels)
 
     def mark(self, key: FlowKey, label: int) -> None:
-        """Install (or replace) the rule that sets `label` on the flow's packets."""
-        self.unmark(key)
-        self._run(script=add_rule_script(key, label, self.table))
+        """Install (or replace) the marking that sets `label` on the flow's packets."""
+        self.mark_many([(key, label)])
 
     def unmark(self, key: FlowKey) -> bool:
-        """Remove the flow's rule; False when there was none."""
-        handles = [r.handle for r in self.rules() if r.comment == rule_comment(key)]
-        if handles:
-            self._run(script=delete_handles_script(handles, self.table))
-        return bool(handles)
+        """Remove the flow's marking; False when there was none."""
+        return self.unmark_many([key]) == 1
 
+    def mark_many(self, items: Sequence[tuple[FlowKey, int]]) -> None:
+        """Mark many flows in one transaction (the rules layout: old rules out, then new ones in)."""
+        if self.layout == "rules":
+            self.unmark_many([key for key, _ in items])
+            self._run(script="".join(add_rule_script(key, label, self.table) for key, label in items))
+            return
+        self._apply_map(mark=items)
+
+    def unmark_many(self, keys: Sequence[FlowKey]) -> int:
+        """Unmark many flows in one transaction; how many were marked."""
+        if self.layout == "rules":
+            comments = {rule_comment(k) for k in keys}
+            found = [r for r in parse_rules(self._listing() or "{}") if r.comment in comments]
+            if found:
+                self._run(script=delete_handles_script([r.handle for r in found], self.table))
+            return len({r.comment for r in found})
+        return self._apply_map(unmark=keys)
+
+    def _map_state(self) -> nftmap.MapState:
+        if self._state is None:
+            listing = self._listing()
+            self._state = nftmap.MapState() if listing is None else nftmap.parse_state(listing, self.table, CHAIN)
+        return self._state
+
+    def _apply_map(self, *, mark: Sequence[tuple[FlowKey, int]] = (), unmark: Sequence[FlowKey] = ()) -> int:
+        with self._lock:
+            for attempt in (1, 2):
+                script, after, removed = nftmap.plan(self._map_state(), self.table, CHAIN, mark=mark, unmark=unmark)
+                if not script:
+                    return removed
+                try:
+                    self._run(script=script)
+                except NftError:
+                    self._state = None  # stale or not: read the kernel again before the next change
+                    if attempt == 2:
+                        raise
+                    self.stats["nft_retries_total"] += 1
+                    continue
+                self._state = after
+                return removed
+        raise AssertionError("unreachable")
+
+    # -- the table -----------------------------------------------------------------
     def drop_table(self) -> bool:
         """Delete the whole table (marker stop); False when it did not exist."""
-        if not self.table_exists():
-            return False
-        self._run(script=f"delete table ip6 {self.table}\n")
-        return True
+        with self._lock:
+            self._state = None
+            if not self.table_exists():
+                return False
+            self._run(script=f"delete table ip6 {self.table}\n")
+            return True
 
     def clean_all(self) -> list[str]:
         """Delete every marker table in this namespace (after a crash). Names returned."""
-        out = self._run("-j", "list", "tables", "ip6")
-        names = [item["table"]["name"] for item in json.loads(out).get("nftables", [])
-                 if "table" in item and item["table"]["name"].startswith(TABLE_PREFIX)]
-        if names:
-            self._run(script="".join(f"delete table ip6 {n}\n" for n in names))
-        return names
+        with self._lock:
+            self._state = None
+            out = self._run("-j", "list", "tables", "ip6")
+            names = [item["table"]["name"] for item in json.loads(out).get("nftables", [])
+                     if "table" in item and item["table"]["name"].startswith(TABLE_PREFIX)]
+            if names:
+                self._run(script="".join(f"delete table ip6 {n}\n" for n in names))
+            return names

@@ -1,9 +1,16 @@
-"""Flow labels set by the sending socket itself (Linux flow-label manager), no nftables.
+"""Marking set by the sending socket itself, no nftables: for traffic the marker generates
+(`marker send`).
 
-For traffic the marker generates itself (`marker send`): the socket leases the label with
+Flow label (Linux flow-label manager): the socket leases the label with
 IPV6_FLOWLABEL_MGR (struct in6_flowlabel_req), turns on IPV6_FLOWINFO_SEND and gives the
 label in sockaddr_in6.sin6_flowinfo when it connects. The kernel then stamps every packet
 of the connection, SYN included.
+
+Extension-header option (flowd-go's `hopbyhop`, `destination`, `hopbyhopdestination`):
+IPV6_HOPOPTS / IPV6_DSTOPTS give the kernel an 8-byte options header it puts in every
+packet of the socket, before TCP/UDP (Hop-by-Hop first when both). Its one option is type
+0x1E, length 3, data = experiment << 8 | activity (24-bit big-endian), then Pad1
+(SPEC.md). The kernel fills in the next-header byte. Setting them needs CAP_NET_RAW.
 """
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ import ipaddress
 import socket
 import struct
 import time
+
+from dataclasses import dataclass
 
 from marker.flows import FlowKey
 
@@ -20,6 +29,43 @@ IPV6_FL_A_GET = 0
 IPV6_FL_S_EXCL = 1
 IPV6_FL_F_CREATE = 1
 IPV6_FL_F_EXCL = 2
+IPV6_HOPOPTS = getattr(socket, "IPV6_HOPOPTS", 54)
+IPV6_DSTOPTS = getattr(socket, "IPV6_DSTOPTS", 59)
+SCITAG_OPTION = 0x1E  # RFC 4727 experimental: skip if unknown, not changed en route
+EXTHDR_STRATEGIES: dict[str, tuple[int, ...]] = {  # flowd-go's names -> the headers they add
+    "hopbyhop": (IPV6_HOPOPTS,), "destination": (IPV6_DSTOPTS,),
+    "hopbyhopdestination": (IPV6_HOPOPTS, IPV6_DSTOPTS)}
+
+
+@dataclass(frozen=True)
+class ExtHdrMarking:
+    """Which extension header(s) carry the scitag, and the tag they carry."""
+
+    strategy: str
+    experiment_id: int
+    activity_id: int
+
+    def __post_init__(self) -> None:
+        if self.strategy not in EXTHDR_STRATEGIES:
+            raise ValueError(f"extension-header strategy {self.strategy!r} unknown "
+                             f"({', '.join(EXTHDR_STRATEGIES)})")
+        if not 0 <= self.experiment_id <= 0xFFFF or not 0 <= self.activity_id <= 0xFF:
+            raise ValueError(f"experiment {self.experiment_id} / activity {self.activity_id} do not fit the "
+                             "option (16 and 8 bits)")
+
+    def header(self) -> bytes:
+        """The options header as setsockopt takes it: `NH 00 1E 03 E_hi E_lo A 00` (NH 0:
+        the kernel writes the real next header)."""
+        value = self.experiment_id << 8 | self.activity_id
+        return bytes([0, 0, SCITAG_OPTION, 3]) + value.to_bytes(3, "big") + b"\0"
+
+    def apply(self, sock: socket.socket) -> None:
+        for optname in EXTHDR_STRATEGIES[self.strategy]:
+            try:
+                sock.setsockopt(socket.IPPROTO_IPV6, optname, self.header())
+            except PermissionError as exc:
+                raise PermissionError(exc.errno, "setting IPv6 extension-header options on a socket needs "
+                                                 "CAP_NET_RAW") from None
 
 
 def flowlabel_request(dst: str, label: int, *, linger: int = 6, expires: int = 6) -> bytes:
@@ -33,9 +79,9 @@ def flowlabel_request(dst: str, label: int, *, linger: int = 6, expires: int = 6
     return head + b"\0" * 4
 
 
-def labelled_socket(key: FlowKey, label: int) -> socket.socket:
+def labelled_socket(key: FlowKey, label: int, exthdr: ExtHdrMarking | None = None) -> socket.socket:
     """A socket bound to the flow's source and connected to its destination, every packet
-    carrying `label`. TCP or UDP; IPv6 only."""
+    carrying `label` (and the extension-header option, if given). TCP or UDP; IPv6 only."""
     if key.afi != 6:
         raise ValueError(f"flow labels are IPv6 only, not {key}")
     kind = socket.SOCK_STREAM if key.protocol == "tcp" else socket.SOCK_DGRAM
@@ -44,6 +90,8 @@ def labelled_socket(key: FlowKey, label: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWLABEL_MGR, flowlabel_request(str(key.dst), label))
         sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FLOWINFO_SEND, 1)
+        if exthdr is not None:
+            exthdr.apply(sock)
         sock.bind((str(key.src), key.src_port))
         sock.connect((str(key.dst), key.dst_port, label, 0))
     except BaseException:

@@ -82,7 +82,7 @@ def end(key: FlowKey, tag: Tag | None, nft: Nft, sender: FireflySender) -> Outco
         start_time = utcnow()
     assert tag is not None
     removed = nft.unmark(key) if key.afi == 6 else False
-    if removed and not nft.rules():
+    if removed and nft.marked_count() == 0:
         nft.drop_table()  # the last standalone flow leaves nothing behind
     _path(key).unlink(missing_ok=True)
     sent = sender.send("end", key, tag, start_time=start_time, end_time=utcnow())

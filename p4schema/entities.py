@@ -1,13 +1,15 @@
 """The P4Info objects as the schema keeps them: immutable, with what the P4Runtime server
 needs precomputed per field (limit, byte width, position) so no request scans the P4Info.
+Below them, the P4Runtime entities a controller writes and reads (TableEntry, CloneSession,
+MulticastGroup, CounterEntry) with their diff keys; p4schema.codec encodes and decodes them.
 
 Match types, action scopes and counter units keep their p4info_pb2 enum values; kind and
 unit_name give the readable names.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 from p4.config.v1 import p4info_pb2
 
@@ -143,3 +145,166 @@ class ControllerHeader:
     def field(self, name: str) -> Param:
         return _named(self.fields, name,
                       lambda: f"the P4Info has no {self.name} metadata field {name!r}")
+
+
+# ======================= P4Runtime entities (what is written to and read from a switch) ===
+# Typed, immutable and hashable, named as in the P4Info (tables and actions by full name,
+# match fields and parameters by their short names). Each has `key` (identity for a
+# read-diff-write: two entities with the same key are "the same entry") and `value` (what
+# a MODIFY changes). EntityCodec turns them into p4runtime_pb2.Entity messages and back,
+# checked against the P4Info index; diff() says what to write to make `have` become `want`.
+
+@dataclass(frozen=True, slots=True)
+class Ternary:
+    value: int
+    mask: int
+
+
+
+class Key(tuple):
+    """A diff key: a tuple that hashes once (65,536 entries are diffed per pass)."""
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            self._hash = h = tuple.__hash__(self)
+            return h
+
+
+def _items(d: Mapping | Iterable | None) -> tuple:
+    if not d:
+        return ()
+    return tuple(sorted(d.items() if isinstance(d, Mapping) else d))
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """A (non-default) table entry. A ternary field with mask 0 is "don't care": leave it
+    out of `match` (a server omits it on read too)."""
+    table: str
+    match: tuple  # ((field name, int | Ternary), ...) sorted by field name
+    action: str | None = None
+    params: tuple = ()  # ((param name, int), ...) sorted by name
+    priority: int = 0
+    idle_timeout_ns: int = 0
+    key: Key = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", Key(("table_entry", self.table, self.match, self.priority)))
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.action, self.params, self.idle_timeout_ns))
+
+    @classmethod
+    def of(cls, table: str, match: Mapping, action: str | None = None,
+           params: Mapping | None = None, priority: int = 0,
+           idle_timeout_ns: int = 0) -> "TableEntry":
+        kept = {k: v for k, v in match.items() if not (isinstance(v, Ternary) and v.mask == 0)}
+        return cls(table, _items(kept), action, _items(params), priority, idle_timeout_ns)
+
+    @property
+    def value(self) -> tuple:
+        return (self.action, self.params, self.idle_timeout_ns)
+
+    def field(self, name: str, default: Any = None) -> Any:
+        for k, v in self.match:
+            if k == name:
+                return v
+        return default
+
+    def param(self, name: str, default: Any = None) -> Any:
+        for k, v in self.params:
+            if k == name:
+                return v
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class CloneSession:
+    session_id: int
+    replicas: tuple = ()  # ((egress port, instance), ...) sorted
+    class_of_service: int = 0
+    packet_length_bytes: int = 0
+
+    @classmethod
+    def of(cls, session_id: int, replicas: Iterable[tuple[int, int]] = (), **kw) -> "CloneSession":
+        return cls(session_id, tuple(sorted(replicas)), **kw)
+
+    @property
+    def key(self) -> tuple:
+        return ("clone_session", self.session_id)
+
+    @property
+    def value(self) -> tuple:
+        return (self.replicas, self.class_of_service, self.packet_length_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class MulticastGroup:
+    group_id: int
+    replicas: tuple = ()  # ((egress port, instance), ...) sorted
+
+    @classmethod
+    def of(cls, group_id: int, replicas: Iterable[tuple[int, int]] = ()) -> "MulticastGroup":
+        return cls(group_id, tuple(sorted(replicas)))
+
+    @property
+    def key(self) -> tuple:
+        return ("multicast_group", self.group_id)
+
+    @property
+    def value(self) -> tuple:
+        return (self.replicas,)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterEntry:
+    """One cell of an indirect counter (index None: every cell, for a read)."""
+    counter: str
+    index: int | None
+    packets: int = 0
+    bytes: int = 0
+
+    @property
+    def key(self) -> tuple:
+        return ("counter_entry", self.counter, self.index)
+
+    @property
+    def value(self) -> tuple:
+        return (self.packets, self.bytes)
+
+
+Entity = TableEntry | CloneSession | MulticastGroup | CounterEntry
+
+
+@dataclass
+class Plan:
+    """The writes that turn `have` into `want`: deletes first (so a key re-added with
+    another value cannot collide), then modifies, then inserts."""
+    delete: list = field(default_factory=list)  # entities as read (their keys identify them)
+    modify: list = field(default_factory=list)  # wanted entities
+    insert: list = field(default_factory=list)  # wanted entities
+
+    def __bool__(self) -> bool:
+        return bool(self.delete or self.modify or self.insert)
+
+    def __len__(self) -> int:
+        return len(self.delete) + len(self.modify) + len(self.insert)
+
+
+def diff(want: Iterable, have: Iterable) -> Plan:
+    """One read-diff-write step for any entities with `key` and `value`."""
+    wanted = {e.key: e for e in want}
+    plan = Plan()
+    seen = set()
+    for e in have:
+        k = e.key
+        seen.add(k)
+        w = wanted.get(k)
+        if w is None:
+            plan.delete.append(e)
+        elif w.value != e.value:
+            plan.modify.append(w)
+    plan.insert = [w for k, w in wanted.items() if k not in seen]
+    return plan

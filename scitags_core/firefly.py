@@ -4,14 +4,22 @@ Parsing lives in firefly_parse.py, building in firefly_build.py, receiving in
 firefly_receiver.py.
 
 Decisions on real-world input (SPEC.md lists what senders do):
-- accepted and recorded as a Deviation: a nil (`-`), empty or unparseable syslog
-  timestamp; `ongoing` without start-time (missing or ""); extra top-level members (kept
-  in `extra`; the schema allows them); experiment ids outside 1..511 and activity ids
-  outside 0..63 (the schema only says "integer": such a flow cannot be marked in a label,
-  but its firefly is still valid and counted).
-- rejected: port 0 (the schema's minimum is 1, and the issue asks for it), everything else
-  the schema forbids, and datagrams over one jumbo frame or nested deeper than
-  MAX_JSON_DEPTH.
+- accepted and recorded as a Deviation (what the deployed senders emit): the bare JSON
+  document without any RFC 5424 header (flowd-go's default); a nil (`-`), empty or
+  unparseable syslog timestamp; a HOSTNAME that is an IP address (dCache); `ongoing`
+  without start-time (missing, null, "" or `-`: the Python reference); `end` without a
+  start-time (null from flowd 1.1.7's np_api, "" from flowd-go); an empty/null/`-`
+  current-time, or end-time on a state that does not need one (flowd-go); `usage: {}`
+  (dCache); `context` before `flow-id` (XRootD); extra top-level members (`skOps`,
+  `storage-stats`, ...: kept in `extra`; the schema allows them); experiment ids outside
+  1..511 and activity ids outside 0..63 (the schema only says "integer": such a flow
+  cannot be marked in a label, but its firefly is still valid and counted). `Z` times
+  are plain RFC 3339 and no deviation.
+- rejected: port 0 (the schema's minimum is 1, and the issue asks for it), an `end`
+  without a usable end-time, a `start` without a start-time, truncated JSON, bad
+  addresses, everything else the schema forbids, and datagrams over one jumbo frame or
+  nested deeper than MAX_JSON_DEPTH. A record is built only once everything is checked:
+  nothing is ever half-applied.
 """
 from __future__ import annotations
 
@@ -72,10 +80,17 @@ class RejectReason(enum.StrEnum):
 class Deviation(enum.StrEnum):
     """Accepted departures from the schema or from RFC 5424 seen in real senders."""
 
+    NO_SYSLOG_HEADER = "no-syslog-header"  # flowd-go default: the datagram is the bare JSON
     SYSLOG_TIMESTAMP_NIL = "syslog-timestamp-nil"  # XRootD sends `-`
     SYSLOG_TIMESTAMP_EMPTY = "syslog-timestamp-empty"  # a Go sender sends two spaces
     SYSLOG_TIMESTAMP_INVALID = "syslog-timestamp-invalid"  # present but not RFC 3339
+    SYSLOG_HOSTNAME_ADDRESS = "syslog-hostname-address"  # dCache: HOSTNAME is an IP address
     ONGOING_WITHOUT_START_TIME = "ongoing-without-start-time"  # Python reference sender
+    END_WITHOUT_START_TIME = "end-without-start-time"  # flowd 1.1.7 np_api null, flowd-go ""
+    CURRENT_TIME_EMPTY = "current-time-empty"  # "", null or `-`
+    END_TIME_EMPTY = "end-time-empty"  # "", null or `-` on start/ongoing
+    USAGE_EMPTY = "usage-empty"  # dCache start: "usage": {}
+    CONTEXT_BEFORE_FLOW_ID = "context-before-flow-id"  # XRootD member order
     EXTRA_MEMBERS = "extra-top-level-members"  # allowed by the schema, named in `extra`
     EXPERIMENT_NOT_MARKABLE = "experiment-not-markable"  # id outside 1..511
     ACTIVITY_NOT_MARKABLE = "activity-not-markable"  # id outside 0..63
@@ -109,7 +124,7 @@ class FireflyRecord:
     start_time: dt.datetime | None = None
     end_time: dt.datetime | None = None
     current_time: dt.datetime | None = None
-    syslog_priority: int = 134
+    syslog_priority: int | None = 134  # None: no syslog header (bare JSON)
     syslog_timestamp: dt.datetime | None = None
     syslog_hostname: str | None = None
     syslog_app: str | None = None

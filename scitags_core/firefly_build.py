@@ -1,6 +1,8 @@
-"""Build firefly datagrams (RFC 5424 header + schema-valid JSON), as the marker sends them."""
+"""Build firefly datagrams (RFC 5424 header + schema-valid JSON), as the marker sends them,
+and repair what real senders send (firefly.py's deviations) into such a datagram."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import ipaddress
@@ -15,6 +17,8 @@ from scitags_core.syslog5424 import PRI_LOCAL0_INFO, format_header
 
 DEFAULT_APP_NAME = "scitags-p4"
 DEFAULT_APPLICATION = "scitags-p4"
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)  # re-sent records: no re-parse
+_STANDARD_MEMBERS = frozenset({"version", "flow-lifecycle", "flow-id", "context", "usage", "netlink"})
 
 
 @functools.cache
@@ -52,17 +56,19 @@ def build_firefly(*, state: FlowState | str, src_ip: IPAddress | str, dst_ip: IP
                   netlink: Mapping[str, Any] | None = None,
                   hostname: str | None = None, app_name: str | None = DEFAULT_APP_NAME,
                   procid: str | None = None, syslog_timestamp: dt.datetime | None = None,
-                  syslog_priority: int = PRI_LOCAL0_INFO) -> bytes:
+                  syslog_priority: int = PRI_LOCAL0_INFO,
+                  extra: Mapping[str, Any] | None = None) -> bytes:
     """One firefly datagram valid against firefly.schema.json; ValueError/TypeError on bad input.
 
     current_time defaults to now (UTC), start_time to current_time for `start` (the schema
     requires start-time in every state, so `ongoing`/`end` must give it), the syslog
-    timestamp to current_time and the hostname to this host's name.
+    timestamp to current_time and the hostname to this host's name. `extra` adds top-level
+    members (the schema allows them) after the standard ones.
     """
     state = FlowState(state)
     protocol = Protocol(protocol)
-    src = ipaddress.ip_address(src_ip)
-    dst = ipaddress.ip_address(dst_ip)
+    src = src_ip if isinstance(src_ip, _ADDRESS_TYPES) else ipaddress.ip_address(src_ip)
+    dst = dst_ip if isinstance(dst_ip, _ADDRESS_TYPES) else ipaddress.ip_address(dst_ip)
     if src.version != dst.version:
         raise ValueError(f"src-ip {src} and dst-ip {dst} are of different address families")
     if current_time is None:
@@ -94,6 +100,10 @@ def build_firefly(*, state: FlowState | str, src_ip: IPAddress | str, dst_ip: IP
                         (("received", usage_received), ("sent", usage_sent)) if v is not None}
     if netlink is not None:
         doc["netlink"] = dict(netlink)
+    for name, value in (extra or {}).items():
+        if name in doc or name in _STANDARD_MEMBERS:
+            raise ValueError(f"extra member {name!r} is a standard firefly member")
+        doc[name] = value
     header = format_header(_timestamp(syslog_timestamp or current_time, "syslog_timestamp"),
                            _hostname() if hostname is None else hostname, app_name,
                            priority=syslog_priority, procid=procid)
@@ -103,8 +113,8 @@ def build_firefly(*, state: FlowState | str, src_ip: IPAddress | str, dst_ip: IP
     return payload
 
 
-def encode_record(record: FireflyRecord) -> bytes:
-    """Datagram for a record (its extra top-level members are not re-sent)."""
+def encode_record(record: FireflyRecord, extra: Mapping[str, Any] | None = None) -> bytes:
+    """Datagram for a record (its extra top-level members are not re-sent; `extra` is)."""
     return build_firefly(
         state=record.state, src_ip=record.src_ip, dst_ip=record.dst_ip, src_port=record.src_port,
         dst_port=record.dst_port, experiment_id=record.experiment_id,
@@ -112,4 +122,24 @@ def encode_record(record: FireflyRecord) -> bytes:
         start_time=record.start_time, end_time=record.end_time, current_time=record.current_time,
         usage_received=record.usage_received, usage_sent=record.usage_sent, netlink=record.netlink,
         hostname=record.syslog_hostname, app_name=record.syslog_app, procid=record.syslog_procid,
-        syslog_timestamp=record.syslog_timestamp, syslog_priority=record.syslog_priority)
+        syslog_timestamp=record.syslog_timestamp,
+        syslog_priority=PRI_LOCAL0_INFO if record.syslog_priority is None else record.syslog_priority,
+        extra=extra)
+
+
+def repaired(record: FireflyRecord, *, start_time: dt.datetime | None = None,
+             now: dt.datetime | None = None) -> FireflyRecord:
+    """The record with every repairable deviation repaired, ready for encode_record.
+
+    A missing start-time becomes `start_time` (the flow's start as the receiver knew it),
+    else the message's current-time or end-time; a missing current-time becomes `now`; a
+    missing or unusable syslog timestamp becomes the current-time, a missing header gets
+    PRI 134. The application, ids, 5-tuple, usage and netlink are kept as sent.
+    """
+    now = dt.datetime.now(dt.timezone.utc) if now is None else now
+    current = record.current_time or now
+    start = record.start_time or start_time or record.end_time or current
+    return dataclasses.replace(
+        record, start_time=start, current_time=current, syslog_timestamp=record.syslog_timestamp or current,
+        syslog_priority=PRI_LOCAL0_INFO if record.syslog_priority is None else record.syslog_priority,
+        deviations=())

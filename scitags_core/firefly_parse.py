@@ -1,4 +1,4 @@
-"""Parse one firefly datagram (RFC 5424 header + JSON) into a FireflyRecord.
+"""Parse one firefly datagram (RFC 5424 header + JSON, or the bare JSON) into a FireflyRecord.
 
 The hot path does not run jsonschema: `check_document` is a hand-written equivalent of
 firefly.schema.json (formats date-time/ipv4/ipv6 asserted exactly as jsonschema's
@@ -23,7 +23,7 @@ from scitags_core.firefly import (
     MAX_FIREFLY_BYTES, MAX_JSON_DEPTH, AddressFamily, Deviation, FireflyRecord, FireflyRejected,
     FlowState, IPAddress, Protocol, RejectReason,
 )
-from scitags_core.syslog5424 import FIREFLY_MSGID, NIL, SyslogError, split_message
+from scitags_core.syslog5424 import FIREFLY_MSGID, NIL, SyslogError, SyslogHeader, split_message
 
 try:
     import orjson as _orjson  # optional: ~3x faster decoding on the receive path
@@ -47,6 +47,15 @@ _AFIS = {a.value: a for a in AddressFamily}
 _PROTOCOLS = {p.value: p for p in Protocol}
 _inet_pton, _AF_INET, _AF_INET6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
 _MAX_IP_TEXT = 64  # longer strings cannot be an unscoped IPv4/IPv6 address
+_ADDRESS_START = frozenset("0123456789abcdefABCDEF:")  # cheap pre-test before inet_pton
+_LEADING_SPACE = " \t\r\n\ufeff"
+
+
+def _bare_json(text: str) -> bool:
+    """True for a datagram that is the JSON document itself (flowd-go without prependSyslog)."""
+    if text[:1] == "{":
+        return True
+    return text[:1] in _LEADING_SPACE and text.lstrip(_LEADING_SPACE)[:1] == "{"
 
 # RFC 3339 date-time exactly as jsonschema checks it (rfc3339-validator on value.upper();
 # `$` also matches before a final newline). fromisoformat then rejects impossible days
@@ -157,6 +166,11 @@ def _port(value: Any, where: str) -> int:
     return port
 
 
+def _blank(value: Any) -> bool:
+    """A time member that says "no time": null, "" or the syslog nil `-`."""
+    return value is None or value == "" or value == "-"
+
+
 def _document_fields(doc: Any, strict: bool) -> tuple:
     """The JSON part of a FireflyRecord, in field order; FireflyRejected when invalid."""
     if type(doc) is not dict:
@@ -180,20 +194,31 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
         raise FireflyRejected(R.BAD_STATE, f"state {state_text!r:.40} is not start, ongoing or end")
     raw_start = lifecycle.get("start-time", _MISSING)
     start_time = None
-    if not strict and state is FlowState.ONGOING and (raw_start is _MISSING or raw_start == ""):
-        deviations.append(Deviation.ONGOING_WITHOUT_START_TIME)
+    if not strict and state is not FlowState.START and (raw_start is _MISSING or _blank(raw_start)):
+        deviations.append(Deviation.ONGOING_WITHOUT_START_TIME if state is FlowState.ONGOING
+                          else Deviation.END_WITHOUT_START_TIME)
     elif raw_start is _MISSING:
         raise FireflyRejected(R.MISSING_MEMBER, f"flow-lifecycle has no 'start-time' ({state.value})")
     else:
         start_time = _time(raw_start, "start-time")
     raw_end = lifecycle.get("end-time", _MISSING)
     end_time = None
-    if raw_end is not _MISSING:
+    if raw_end is _MISSING:
+        if state is FlowState.END:
+            raise FireflyRejected(R.MISSING_MEMBER, "flow-lifecycle has no 'end-time' (end)")
+    elif not strict and _blank(raw_end):
+        if state is FlowState.END:  # the one time an end cannot do without
+            raise FireflyRejected(R.BAD_TIME, f"an end needs a usable end-time, got {raw_end!r}")
+        deviations.append(Deviation.END_TIME_EMPTY)
+    else:
         end_time = _time(raw_end, "end-time")
-    elif state is FlowState.END:
-        raise FireflyRejected(R.MISSING_MEMBER, "flow-lifecycle has no 'end-time' (end)")
     raw_current = lifecycle.get("current-time", _MISSING)
-    current_time = None if raw_current is _MISSING else _time(raw_current, "current-time")
+    current_time = None
+    if raw_current is not _MISSING:
+        if not strict and _blank(raw_current):
+            deviations.append(Deviation.CURRENT_TIME_EMPTY)
+        else:
+            current_time = _time(raw_current, "current-time")
 
     flow_id = doc["flow-id"]
     if type(flow_id) is not dict or not flow_id.keys() <= _FLOW_ID_SET:
@@ -230,6 +255,12 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
     if type(activity_id) is not int:
         activity_id = _int(activity_id, "activity-id")
     application = _string(context["application"], "application") if "application" in context else None
+    for member in doc:  # JSON objects are unordered, but the order tells senders apart
+        if member == "flow-id":
+            break
+        if member == "context":
+            deviations.append(Deviation.CONTEXT_BEFORE_FLOW_ID)
+            break
     if not 1 <= experiment_id <= _EXPERIMENT_MAX:
         deviations.append(Deviation.EXPERIMENT_NOT_MARKABLE)
     if not 0 <= activity_id <= _ACTIVITY_MAX:
@@ -241,6 +272,8 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
         if "usage" in doc:
             usage = _object(doc["usage"], "usage")
             _only(usage, _USAGE_KEYS, "usage")
+            if not usage:
+                deviations.append(Deviation.USAGE_EMPTY)
             if "received" in usage:
                 usage_received = _int(usage["received"], "usage.received")
             if "sent" in usage:
@@ -269,7 +302,11 @@ def _decode_stdlib(msg: str) -> Any:
     try:
         return _DECODER.decode(msg)
     except json.JSONDecodeError as exc:
-        raise FireflyRejected(R.JSON_SYNTAX, f"{exc.msg} at character {exc.pos}") from None
+        # A datagram cut short (a sender's fixed buffer, a truncating relay) is named as such.
+        truncated = exc.pos >= len(msg.rstrip()) or exc.msg.startswith("Unterminated")
+        where = "at" if exc.msg.endswith(" at") else "at character"
+        raise FireflyRejected(R.JSON_SYNTAX, f"{'truncated JSON: ' if truncated else ''}{exc.msg} "
+                                             f"{where} {exc.pos} of {len(msg)}") from None
     except RecursionError:
         raise FireflyRejected(R.TOO_DEEP, "JSON nested deeper than the parser allows") from None
     except ValueError as exc:  # NaN/Infinity, integers over the digit limit
@@ -325,13 +362,17 @@ def _parse(data: bytes, strict: bool) -> FireflyRecord:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FireflyRejected(R.NOT_UTF8, f"{exc.reason} at byte {exc.start}") from None
-    try:
-        header, msg = split_message(text)
-    except SyslogError as exc:
-        raise FireflyRejected(R.NO_SYSLOG_HEADER if exc.missing_header else R.BAD_SYSLOG_HEADER,
-                              str(exc)) from None
-    if header.msgid != FIREFLY_MSGID:
-        raise FireflyRejected(R.NOT_FIREFLY, f"MSGID is {header.msgid or NIL!r:.40}, not {FIREFLY_MSGID!r}")
+    header: SyslogHeader | None
+    if not strict and _bare_json(text):
+        header, msg = None, text
+    else:
+        try:
+            header, msg = split_message(text)
+        except SyslogError as exc:
+            raise FireflyRejected(R.NO_SYSLOG_HEADER if exc.missing_header else R.BAD_SYSLOG_HEADER,
+                                  str(exc)) from None
+        if header.msgid != FIREFLY_MSGID:
+            raise FireflyRejected(R.NOT_FIREFLY, f"MSGID is {header.msgid or NIL!r:.40}, not {FIREFLY_MSGID!r}")
     doc, exact = decode_json(msg)
     fields = _document_fields(doc, strict)
     if not exact and _maybe_inexact(doc):
@@ -340,19 +381,32 @@ def _parse(data: bytes, strict: bool) -> FireflyRecord:
      application, start_time, end_time, current_time, usage_received, usage_sent, netlink, extra,
      deviations) = fields
 
+    if header is None:
+        deviations.insert(0, Deviation.NO_SYSLOG_HEADER)
+        return FireflyRecord(state, afi, src_ip, dst_ip, protocol, src_port, dst_port,
+                             experiment_id, activity_id, application, start_time, end_time,
+                             current_time, None, None, None, None, None, usage_received,
+                             usage_sent, netlink, extra, tuple(deviations))
     raw_ts = header.timestamp
     syslog_timestamp = None
+    header_deviations: list[Deviation] = []
     if raw_ts == NIL:
-        deviations.insert(0, Deviation.SYSLOG_TIMESTAMP_NIL)
+        header_deviations.append(Deviation.SYSLOG_TIMESTAMP_NIL)
     elif raw_ts == "":
-        deviations.insert(0, Deviation.SYSLOG_TIMESTAMP_EMPTY)
+        header_deviations.append(Deviation.SYSLOG_TIMESTAMP_EMPTY)
     else:
         syslog_timestamp = parse_rfc3339(raw_ts)
         if syslog_timestamp is None:
-            deviations.insert(0, Deviation.SYSLOG_TIMESTAMP_INVALID)
+            header_deviations.append(Deviation.SYSLOG_TIMESTAMP_INVALID)
+    hostname = header.hostname
+    if hostname is not None and hostname[:1] in _ADDRESS_START and len(hostname) <= _MAX_IP_TEXT \
+            and (_ipv4(hostname) is not None or _ipv6(hostname) is not None):
+        header_deviations.append(Deviation.SYSLOG_HOSTNAME_ADDRESS)
+    if header_deviations:
+        deviations[:0] = header_deviations
     return FireflyRecord(state, afi, src_ip, dst_ip, protocol, src_port, dst_port, experiment_id,
                          activity_id, application, start_time, end_time, current_time,
-                         header.priority, syslog_timestamp, header.hostname, header.app_name,
+                         header.priority, syslog_timestamp, hostname, header.app_name,
                          header.procid, usage_received, usage_sent, netlink, extra,
                          tuple(deviations))
 

@@ -18,6 +18,7 @@ from scitags_core.firefly import (
     FIREFLY_PORT, MAX_FIREFLY_BYTES, Deviation, FireflyRecord, FireflyRejected, RejectReason,
 )
 from scitags_core.firefly_parse import parse_firefly
+from scitags_core.firefly_stats import FireflyStats
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ReceiverCounters:
     subscriber_errors: int
     socket_errors: int
     last_rejection: dict[RejectReason, str] = field(default_factory=dict)  # "peer: detail"
+    applications: dict[str, object] = field(default_factory=dict)  # FireflyStats.snapshot()
 
     @property
     def rejected_total(self) -> int:
@@ -49,7 +51,8 @@ class ReceiverCounters:
                 "rejected": {r.value: n for r, n in self.rejected.items()},
                 "deviations": {d.value: n for d, n in self.deviations.items()},
                 "subscriber_errors": self.subscriber_errors, "socket_errors": self.socket_errors,
-                "last_rejection": {r.value: s for r, s in self.last_rejection.items()}}
+                "last_rejection": {r.value: s for r, s in self.last_rejection.items()},
+                "applications": self.applications.get("applications", {})}
 
 
 def _open_socket(host: str | None, port: int, rcvbuf: int) -> socket.socket:
@@ -86,8 +89,11 @@ class FireflyReceiver:
     """Receive fireflies on UDP `port` (default 10514) until stop()."""
 
     def __init__(self, port: int = FIREFLY_PORT, host: str | None = None, *, strict: bool = False,
-                 rcvbuf: int = DEFAULT_RCVBUF, name: str = "firefly-receiver") -> None:
+                 rcvbuf: int = DEFAULT_RCVBUF, name: str = "firefly-receiver",
+                 stats: FireflyStats | None = None) -> None:
         self.host, self.port, self.strict, self.rcvbuf, self.name = host, port, strict, rcvbuf, name
+        # per sender application and deviation; pass one instance to share it between receivers
+        self.stats = stats if stats is not None else FireflyStats()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._lock = threading.Lock()  # guards subscriber list changes only
         self._sock: socket.socket | None = None
@@ -163,7 +169,8 @@ class FireflyReceiver:
         """A consistent-enough snapshot (counters only grow; read from any thread)."""
         return ReceiverCounters(self._received, self._accepted, dict(self._rejected),
                                 dict(self._deviations), self._subscriber_errors,
-                                self._socket_errors, dict(self._last_rejection))
+                                self._socket_errors, dict(self._last_rejection),
+                                self.stats.snapshot())
 
     # -- the receive loop ----------------------------------------------------------
     def _run(self) -> None:
@@ -200,6 +207,7 @@ class FireflyReceiver:
         self._accepted += 1
         for deviation in record.deviations:
             self._deviations[deviation] += 1
+        self.stats.count_accepted(record)
         for callback in self._subscribers:
             try:
                 callback(record, peer)

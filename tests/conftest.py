@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 
 import pytest
 
+from controller import launcher
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 P4_BUILD = ROOT / "p4src" / "build" / "v1model"
-BMV2_BIN = shutil.which("simple_switch_grpc") or "/opt/p4/bin/simple_switch_grpc"
-P4C_BIN = shutil.which("p4c-bm2-ss") or "/opt/p4/bin/p4c-bm2-ss"
+BMV2_BIN = launcher.bmv2_binary()  # $BMV2_BIN, PATH, /opt/p4/bin
+P4C_BIN = launcher.p4_tool("p4c-bm2-ss", "P4C_BIN") or str(launcher.P4_TOOLS_DIR / "p4c-bm2-ss")
 
-HAVE_BMV2 = os.access(BMV2_BIN, os.X_OK)
+HAVE_BMV2 = launcher.bmv2_installed()
 HAVE_P4C = os.access(P4C_BIN, os.X_OK)
 IS_ROOT = os.geteuid() == 0
 

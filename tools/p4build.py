@@ -1,81 +1,183 @@
 #!/usr/bin/env python3
-"""Compile the P4 program with p4c-bm2-ss and record which sources it came from.
+"""Compile the P4 program for every target a compiler is installed for, and record which
+sources each output came from.
 
-`make p4` runs this. The outputs (BMv2 JSON, P4Info text) are committed, so the rest of
-the project works where p4c is absent; sources.sha256 lets a test catch outputs that are
-stale relative to p4src/.
+`make p4` runs this. The outputs are committed, so the rest of the project works where the
+compilers are absent; each target's sources.sha256 lets a test catch outputs that are stale
+relative to p4src/.
+
+  v1model  p4c-bm2-ss                           build/v1model: scitags.json, scitags.p4info.txtpb
+  tna      bf-p4c --target tofino  --arch tna   build/tna:  scitags.p4info.txtpb, bfrt.json,
+  t2na     bf-p4c --target tofino2 --arch t2na              pipe/context.json, pipe/tofino[2].bin,
+                                                            resources.json (what the chip gives)
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 P4SRC = ROOT / "p4src"
-TARGETS = {"v1model": P4SRC / "v1model" / "scitags.p4"}
 BUILD = P4SRC / "build"
+STAMP = "sources.sha256"
 
 
-def sources_hash() -> str:
-    """sha256 over every .p4 source (path and content), in a stable order."""
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    source_dir: str          # p4src/<source_dir>/scitags.p4, hashed with p4src/shared/
+    compiler: str            # executable name
+    compiler_paths: tuple[str, ...]
+    args: tuple[str, ...]
+    binary: str = ""         # the Tofino binary's name under pipe/
+
+    @property
+    def program(self) -> pathlib.Path:
+        return P4SRC / self.source_dir / "scitags.p4"
+
+    @property
+    def outdir(self) -> pathlib.Path:
+        return BUILD / self.name
+
+    def find_compiler(self) -> str | None:
+        return shutil.which(self.compiler) or next(
+            (p for p in self.compiler_paths if os.access(p, os.X_OK)), None)
+
+
+TOFINO_PATHS = ("/opt/p4/tofino/bin/bf-p4c", "/opt/p4/bin/bf-p4c")
+TARGETS = {
+    "v1model": Target("v1model", "v1model", "p4c-bm2-ss", ("/opt/p4/bin/p4c-bm2-ss",),
+                      ("--std", "p4-16", "--target", "bmv2", "--arch", "v1model")),
+    "tna": Target("tna", "tna", "bf-p4c", TOFINO_PATHS,
+                  ("--std", "p4-16", "--target", "tofino", "--arch", "tna", "-g"), "tofino.bin"),
+    "t2na": Target("t2na", "tna", "bf-p4c", TOFINO_PATHS,
+                   ("--std", "p4-16", "--target", "tofino2", "--arch", "t2na", "-g"), "tofino2.bin"),
+}
+
+# What a Tofino compile keeps (relative to its output folder); the rest (logs, graphs, .bfa)
+# is the compiler's working material.
+TOFINO_KEEP = ("scitags.p4info.txtpb", "bfrt.json", "pipe/context.json", "resources.json")
+
+
+def sources_hash(target: Target | str = "v1model") -> str:
+    """sha256 over the target's .p4 sources (shared/ and its own folder): path and content."""
+    t = TARGETS[target] if isinstance(target, str) else target
     digest = hashlib.sha256()
-    for path in sorted(P4SRC.rglob("*.p4")):
-        if BUILD in path.parents:
-            continue
-        digest.update(str(path.relative_to(P4SRC)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for folder in ("shared", t.source_dir):
+        for path in sorted((P4SRC / folder).rglob("*.p4")):
+            digest.update(str(path.relative_to(P4SRC)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
+def recorded_hash(target: Target) -> str | None:
+    stamp = target.outdir / STAMP
+    return stamp.read_text().split()[0] if stamp.exists() else None
+
+
 def find_p4c() -> str | None:
-    return shutil.which("p4c-bm2-ss") or next(
-        (p for p in ["/opt/p4/bin/p4c-bm2-ss"] if os.access(p, os.X_OK)), None)
+    """p4c-bm2-ss (kept for callers that only build v1model)."""
+    return TARGETS["v1model"].find_compiler()
 
 
 def compile_v1model(p4c: str, outdir: pathlib.Path) -> subprocess.CompletedProcess:
+    return compile_target(TARGETS["v1model"], p4c, outdir)
+
+
+def compile_target(target: Target, compiler: str, outdir: pathlib.Path) -> subprocess.CompletedProcess:
+    """Compile into outdir. Source paths are relative, so no output names a machine's folder."""
     outdir.mkdir(parents=True, exist_ok=True)
-    cmd = [p4c, "--std", "p4-16", "--target", "bmv2", "--arch", "v1model",
-           "-o", str(outdir / "scitags.json"),
-           "--p4runtime-files", str(outdir / "scitags.p4info.txtpb"),
-           str(TARGETS["v1model"].relative_to(ROOT))]
-    # Relative source path, so the JSON's "program" names no machine-specific folder.
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    program = str(target.program.relative_to(ROOT))
+    if target.name == "v1model":
+        cmd = [compiler, *target.args, "-o", str(outdir / "scitags.json"),
+               "--p4runtime-files", str(outdir / "scitags.p4info.txtpb"), program]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    with tempfile.TemporaryDirectory(prefix=f"p4build-{target.name}-") as work:
+        cmd = [compiler, *target.args, "-o", work,
+               "--p4runtime-files", f"{work}/scitags.p4info.txtpb", program]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if result.returncode == 0:
+            work_dir = pathlib.Path(work)
+            (work_dir / "resources.json").write_text(
+                json.dumps(resource_summary(work_dir, target), indent=1, sort_keys=True) + "\n")
+            for rel in (*TOFINO_KEEP, f"pipe/{target.binary}"):
+                dest = outdir / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(work_dir / rel, dest)
+        return result
+
+
+def resource_summary(work: pathlib.Path, target: Target) -> dict:
+    """What the program takes of the chip, from the compiler's pipe/logs/resources.json and
+    mau.json: stages, SRAM and TCAM blocks (used of available), PHV, and per table its stages,
+    blocks and entries. Small enough to read in a review."""
+    res = json.loads((work / "pipe/logs/resources.json").read_text())["resources"]
+    mau = res["mau"]
+    stages = mau["mau_stages"]
+    used_stages = [s for s in stages if any(s.get(k) for k in ("logical_tables",))]
+    summary: dict = {"target": target.name, "stages_available": len(stages)}
+    sram = sum(len(s.get("srams", [])) for s in stages)
+    tcam = sum(len(s.get("tcams", [])) for s in stages)
+    summary["stages_used"] = len(used_stages)
+    summary["sram_blocks_used"] = sram
+    summary["tcam_blocks_used"] = tcam
+    spec = mau.get("mau_stage_spec", {}) if isinstance(mau.get("mau_stage_spec"), dict) else {}
+    summary["sram_blocks_available"] = spec.get("srams", {}).get("num_rows", 8) * \
+        spec.get("srams", {}).get("num_columns", 10) * len(stages) if spec else 80 * len(stages)
+    summary["tcam_blocks_available"] = spec.get("tcams", {}).get("num_rows", 12) * \
+        spec.get("tcams", {}).get("num_columns", 2) * len(stages) if spec else 24 * len(stages)
+    return summary
+
+
+def write_stamp(target: Target, digest: str) -> None:
+    (target.outdir / STAMP).write_text(f"{digest}  p4src/shared/**/*.p4 p4src/{target.source_dir}/**/*.p4\n")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
-                    help="only say whether the committed outputs match the sources")
+                    help="only say whether the committed outputs match the sources (exit 1 if not)")
+    ap.add_argument("--target", action="append", choices=sorted(TARGETS),
+                    help="build only these targets (repeatable; default: every target)")
     args = ap.parse_args()
-    outdir = BUILD / "v1model"
-    stamp = outdir / "sources.sha256"
-    current = sources_hash()
+    targets = [TARGETS[n] for n in (args.target or TARGETS)]
     if args.check:
-        recorded = stamp.read_text().split()[0] if stamp.exists() else "(none)"
-        fresh = recorded == current
-        print(f"p4 outputs {'fresh' if fresh else 'STALE'}: sources {current[:12]}, "
-              f"recorded {recorded[:12]}")
-        return 0 if fresh else 1
-    p4c = find_p4c()
-    if p4c is None:
-        print(f"p4c-bm2-ss not found (PATH or /opt/p4/bin): keeping the committed outputs in "
-              f"{outdir.relative_to(ROOT)}")
-        return 0
-    print(f"compiling {TARGETS['v1model'].relative_to(ROOT)} with {p4c}")
-    result = compile_v1model(p4c, outdir)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    if result.returncode != 0:
-        print(f"p4c failed (exit {result.returncode})", file=sys.stderr)
-        return 1
-    stamp.write_text(f"{current}  p4src/**/*.p4\n")
-    print(f"wrote {outdir.relative_to(ROOT)}/scitags.json, scitags.p4info.txtpb, sources.sha256")
-    return 0
+        stale = 0
+        for t in targets:
+            current, recorded = sources_hash(t), recorded_hash(t)
+            fresh = recorded == current
+            stale += not fresh
+            print(f"{t.name}: outputs {'fresh' if fresh else 'STALE'} (sources {current[:12]}, "
+                  f"recorded {(recorded or '(none)')[:12]})")
+        return 1 if stale else 0
+    failed = 0
+    for t in targets:
+        compiler = t.find_compiler()
+        if compiler is None:
+            print(f"{t.name}: {t.compiler} not found (PATH, {', '.join(t.compiler_paths)}): "
+                  f"keeping the committed outputs in {t.outdir.relative_to(ROOT)}")
+            continue
+        print(f"{t.name}: compiling {t.program.relative_to(ROOT)} with {compiler}", flush=True)
+        started = time.monotonic()
+        result = compile_target(t, compiler, t.outdir)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        if result.returncode != 0:
+            print(f"{t.name}: compiler failed (exit {result.returncode})", file=sys.stderr)
+            failed += 1
+            continue
+        write_stamp(t, sources_hash(t))
+        print(f"{t.name}: wrote {t.outdir.relative_to(ROOT)} in {time.monotonic() - started:.1f} s")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

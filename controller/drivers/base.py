@@ -8,11 +8,13 @@ set_event_handler(); a driver calls it from its own threads.
 from __future__ import annotations
 
 import abc
+import collections
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
 
-BUCKETS = ("unmarked", "unregistered", "consistent", "mismatch", "firefly_only", "parser_error")
+from p4schema.constants import BUCKETS  # noqa: F401 - re-exported: the drivers' bucket names
 
 
 class DriverError(Exception):
@@ -47,6 +49,15 @@ class FlowKey:
     protocol: int
     src_port: int
     dst_port: int
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # computed once: ipaddress hashes through hex(); 65,536 flows are hashed per pass
+        object.__setattr__(self, "_hash", hash((int(self.src), int(self.dst), self.protocol,
+                                                 self.src_port, self.dst_port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def afi(self) -> int:
@@ -122,8 +133,66 @@ class SwitchReset:
 EventHandler = Callable[[object], None]
 
 
+@dataclass(frozen=True)
+class Forwarding:
+    """What the topology says a switch forwards: MAC -> port, flood ports, CPU and monitor port."""
+    mac_ports: dict[str, int]
+    flood_ports: tuple[int, ...]
+    cpu_port: int | None
+    monitor_port: int | None
+
+
+@dataclass
+class DesiredState:
+    """Everything the controller owns on one switch (the reconciler builds it)."""
+    forwarding: Forwarding
+    tags: list[TagRule]
+    flows: dict[FlowKey, FlowRule]
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconcile pass found and changed on a switch."""
+    # (kind, change) -> entries written; kind: l2 | multicast_group | clone_session | tag |
+    # flow; change: missing (inserted) | modified | extra (deleted)
+    repairs: collections.Counter = field(default_factory=collections.Counter)
+    zeroed_tags: list[int] = field(default_factory=list)  # tag cells that now start from 0
+    flows_inserted: set[FlowKey] = field(default_factory=set)  # entries new on the switch
+    flows_removed: set[FlowKey] = field(default_factory=set)  # left-over entries removed
+    read_s: float = 0.0  # time spent reading back
+    write_s: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.repairs.values())
+
+
 class SwitchDriver(abc.ABC):
+    """One switch. Besides the methods, every driver has the state below (the class
+    attributes are the defaults for a driver that cannot tell)."""
+
     name: str
+    #: counters of driver-level events (packet-ins, idle notifications ...), by name
+    stats: Mapping[str, int] = MappingProxyType({})
+    #: tag cells the last sync_tags / reconcile zeroed (rules new to the switch)
+    last_zeroed: Sequence[int] = ()
+    #: reconcile() reads everything back in one batch: cheap enough to run periodically
+    reconciles_cheaply: bool = False
+
+    @property
+    def connected(self) -> bool:
+        """The session to the switch is up."""
+        return True
+
+    @property
+    def is_primary(self) -> bool:
+        """This controller may write (P4Runtime mastership); False while backup."""
+        return True
+
+    def pipeline_cookie(self) -> int | None:
+        """An id of the pipeline the switch runs now (None: cannot tell): a change means
+        someone else replaced it."""
+        return None
 
     @abc.abstractmethod
     def connect(self) -> None:
@@ -161,6 +230,32 @@ class SwitchDriver(abc.ABC):
 
     @abc.abstractmethod
     def set_event_handler(self, handler: EventHandler) -> None: ...
+
+    def reconcile(self, desired: DesiredState) -> ReconcileResult:
+        """Make the switch hold exactly `desired` (forwarding, tags, flows) and say what had
+        to change. This default uses the methods above; a driver that can read back its
+        entries in one go (P4Runtime) does one read-diff-write over typed entities instead."""
+        f = desired.forwarding
+        result = ReconcileResult()
+        self.set_forwarding(f.mac_ports, list(f.flood_ports), f.cpu_port, f.monitor_port)
+        self.sync_tags(desired.tags)
+        result.zeroed_tags = list(self.last_zeroed)
+        have = self.installed_flows()
+        for key, rule in have.items():
+            want = desired.flows.get(key)
+            if want is None:
+                self.remove_flow(key)
+                result.flows_removed.add(key)
+                result.repairs["flow", "extra"] += 1
+            elif (want.experiment, want.activity) != (rule.experiment, rule.activity):
+                self.install_flow(want)
+                result.repairs["flow", "modified"] += 1
+        for key, rule in desired.flows.items():
+            if key not in have:
+                self.install_flow(rule)
+                result.flows_inserted.add(key)
+                result.repairs["flow", "missing"] += 1
+        return result
 
 
 # Extension events (beyond the contract's three): connection and mastership changes, so the

@@ -1,10 +1,16 @@
 """The P4Runtime switch driver for p4src/v1model/scitags.p4 (BMv2 or the built-in target).
 
-Every id is resolved through the P4Info (p4schema); schema errors (a name the P4Info lacks,
-a value too wide for its field) reach callers as P4InfoError. The driver keeps a cache of
-the firefly entries it holds so that install/refresh/remove need one RPC each; the cache is
-rebuilt from the switch on connect (installed_flows), so a restarted controller neither
-duplicates nor forgets entries.
+Entries are the typed entities of p4schema (TableEntry, CloneSession, MulticastGroup,
+CounterEntry), encoded and decoded by p4schema.EntityCodec against the P4Info; schema errors
+(a name the P4Info lacks, a value too wide for its field) reach callers as P4InfoError.
+reconcile() is the one read-diff-write: one batched Read of every table and replication
+entry the controller owns, p4schema.diff against the desired state, one Write. The driver
+keeps a cache of the firefly entries it holds so that install/refresh/remove need one RPC
+each; reconcile() and installed_flows() rebuild it from the switch.
+
+The device config pushed with the P4Info comes from a DeviceConfigBuilder: the BMv2 JSON
+file by default (bmv2_json), another one for other targets (Tofino: Stratum's
+BfPipelineConfig, controller/drivers/tofino_pipeline.py).
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import grpc
 from google.rpc import code_pb2
@@ -25,22 +31,21 @@ from p4.v1 import p4runtime_pb2
 from p4runtime_sh.p4runtime import P4RuntimeErrorFormatException, P4RuntimeWriteException
 
 from controller.drivers.base import (
-    BUCKETS, ConnectionLost, CounterSnapshot, Counts, DriverError, EventHandler, FireflyPacket,
-    FlowIdle, FlowKey, FlowRule, MastershipChanged, SwitchDriver, SwitchReset, SwitchUnreachable,
-    TagRule)
+    BUCKETS, ConnectionLost, CounterSnapshot, Counts, DesiredState, DriverError, EventHandler,
+    FireflyPacket, FlowIdle, FlowKey, FlowRule, Forwarding, MastershipChanged, ReconcileResult,
+    SwitchDriver, SwitchReset, SwitchUnreachable, TagRule)
 from controller.p4runtime_client import (
     ManagedP4RuntimeClient, NotPrimary, P4RuntimeClientError, TLSOptions, default_election_id,
     write_error_codes)
-from p4schema import P4Schema, SchemaError, decode, encode, load_p4info
+from p4schema import (CloneSession, CounterEntry, EntityCodec, MulticastGroup, P4Schema,
+                      SchemaError, TableEntry, Ternary, UnknownName, decode, diff, load_p4info)
+from p4schema.constants import (ACTIVITY_MASK, ACTIVITY_MAX, CPU_CLONE_SESSION_ID, EXPERIMENT_MAX,
+                                FLOOD_GROUP_ID, MONITOR_MIRROR_SESSION_ID, PRIORITY_ACTIVITY,
+                                PRIORITY_WILDCARD, PUNT_REASON_FIREFLY)
+from scitags_core import flowlabel
 
 log = logging.getLogger(__name__)
 
-FLOOD_GROUP = 1
-CPU_CLONE_SESSION = 100  # p4src/shared/defines.p4 CPU_CLONE_SESSION_ID
-MIRROR_SESSION = 200  # ours: tagged traffic copied to the monitor port
-PUNT_REASON_FIREFLY = 1
-PRIORITY_ACTIVITY = 20  # specific (experiment, activity) beats the experiment wildcard
-PRIORITY_WILDCARD = 10
 KEY_CACHE_MAX = 300_000
 
 T_L2 = "ScitagsIngress.l2_forward"
@@ -48,7 +53,9 @@ T_POLICY = "ScitagsIngress.scitag_policy"
 T_FF = {4: "ScitagsIngress.firefly_v4", 6: "ScitagsIngress.firefly_v6"}
 A_FF = {4: "ScitagsIngress.firefly_flow_v4", 6: "ScitagsIngress.firefly_flow_v6"}
 C_TAG = "ScitagsIngress.tag_counter"
-C_BUCKET = "ScitagsIngress.bucket_counter"
+C_BUCKETS = ("ScitagsIngress.bucket_counter", "ScitagsIngress.firefly_bucket_counter")
+# repair kinds (ReconcileResult.repairs, metrics label `kind`) per owned table
+KIND_OF_TABLE = {T_L2: "l2", T_POLICY: "tag", T_FF[4]: "flow", T_FF[6]: "flow"}
 
 Update = p4runtime_pb2.Update
 
@@ -75,11 +82,28 @@ def pipeline_cookie(p4info_bytes: bytes, device_config: bytes) -> int:
     return int.from_bytes(hashlib.sha256(p4info_bytes + b"\0" + device_config).digest()[:8], "big")
 
 
+class DeviceConfigBuilder(Protocol):
+    """Makes ForwardingPipelineConfig.p4_device_config for one target from the P4Info."""
+
+    def __call__(self, p4info: p4info_pb2.P4Info) -> bytes: ...
+
+
+def bmv2_json(path: str | Path) -> DeviceConfigBuilder:
+    """BMv2 (and the built-in target): the device config is the compiler's JSON file."""
+    def build(_p4info: p4info_pb2.P4Info) -> bytes:
+        return Path(path).read_bytes()
+    return build
+
+
 class P4RuntimeDriver(SwitchDriver):
+    reconciles_cheaply = True
     def __init__(self, name: str, device_id: int, grpc_addr: str, p4info_path: str | Path,
-                 device_config_path: str | Path, cpu_port: int | None = 255,
+                 device_config_path: str | Path | None, cpu_port: int | None = 255,
                  election_id: tuple[int, int] | None = None, tls: TLSOptions | None = None,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0,
+                 device_config_builder: DeviceConfigBuilder | None = None) -> None:
+        """device_config_builder: how the device config is made (default: bmv2_json of
+        device_config_path)."""
         self.name = name
         self.device_id = device_id
         self.grpc_addr = grpc_addr
@@ -88,11 +112,16 @@ class P4RuntimeDriver(SwitchDriver):
         self.tls = tls
         self.timeout = timeout
         self.p4info_msg = load_p4info(p4info_path)
-        self.device_config = Path(device_config_path).read_bytes()
+        if device_config_builder is None:
+            if device_config_path is None:
+                raise ValueError("give device_config_path or device_config_builder")
+            device_config_builder = bmv2_json(device_config_path)
+        self.device_config = device_config_builder(self.p4info_msg)
         try:
             self.index = P4Schema(self.p4info_msg)
         except SchemaError as exc:
             raise P4InfoError(f"{p4info_path}: {exc}") from exc
+        self.codec = EntityCodec(self.index)
         self.cookie = pipeline_cookie(self.p4info_msg.SerializeToString(deterministic=True),
                                       self.device_config)
         self.client: ManagedP4RuntimeClient | None = None
@@ -100,7 +129,9 @@ class P4RuntimeDriver(SwitchDriver):
         self._lock = threading.RLock()  # one writer at a time; guards the caches
         self._flows: dict[FlowKey, FlowRule] = {}
         self._idle_reported: set[FlowKey] = set()
-        self._key_cache: dict[tuple, FlowKey] = {}
+        self._key_cache: dict[tuple, FlowKey] = {}  # firefly match bytes -> key (counter poll)
+        self._flow_entries: dict[FlowRule, TableEntry] = {}  # desired entries, built once
+        self._tag_entries: dict[TagRule, TableEntry] = {}
         self.last_zeroed: list[int] = []  # tag cells the last sync_tags zeroed (new to the switch)
         self.stats = {"packet_in": 0, "packet_in_ignored": 0, "idle_notifications": 0,
                       "idle_repeats": 0}
@@ -222,131 +253,228 @@ class P4RuntimeDriver(SwitchDriver):
 
     # ---- entity helpers ----
     @_p4info_errors
+    # ---- entities ----
+    @_p4info_errors
     def _table_entry(self, table: str, match: dict[str, object], action: str | None = None,
                      params: dict[str, int] | None = None, priority: int = 0,
                      idle_timeout_ns: int = 0) -> p4runtime_pb2.TableEntry:
-        t = self.index.table(table)
-        entry = p4runtime_pb2.TableEntry(table_id=t.id, priority=priority,
-                                         idle_timeout_ns=idle_timeout_ns)
-        for fname, value in match.items():
-            f = t.field(fname)
-            m = entry.match.add()
-            m.field_id = f.id
-            if f.kind == "exact":
-                m.exact.value = encode(int(value), f.bitwidth)
-            elif f.kind == "ternary":
-                v, mask = value
-                m.ternary.value = encode(v & mask, f.bitwidth)
-                m.ternary.mask = encode(mask, f.bitwidth)
-            else:
-                raise P4InfoError(f"match type {f.kind} not used by this controller")
-        if action is not None:
-            a = self.index.action(action)
-            entry.action.action.action_id = a.id
-            for pname, value in (params or {}).items():
-                p = a.param(pname)
-                ap = entry.action.action.params.add()
-                ap.param_id = p.id
-                ap.value = encode(int(value), p.bitwidth)
-        return entry
+        """The wire form of one entry (for tests and tools; the driver writes entities)."""
+        m = {k: Ternary(*v) if isinstance(v, tuple) else v for k, v in match.items()}
+        e = self.codec.table_entry(table, m, action, params, priority, idle_timeout_ns)
+        return self.codec.encode(e).table_entry
+
+    def _tag_entry(self, r: TagRule) -> TableEntry:
+        e = self._tag_entries.get(r)
+        if e is None:
+            e = self._tag_entries[r] = self._build_tag_entry(r)
+        return e
+
+    def _build_tag_entry(self, r: TagRule) -> TableEntry:
+        if not 1 <= r.experiment <= EXPERIMENT_MAX or (
+                r.activity is not None and not 0 <= r.activity <= ACTIVITY_MAX):
+            raise DriverError(f"switch {self.name}: tag {r} cannot be carried in a flow label")
+        if not 0 <= r.tag_id < self.index.counter(C_TAG).size:
+            raise DriverError(f"switch {self.name}: tag id {r.tag_id} outside the tag counter")
+        t = self.index.table(T_POLICY)
+        names = {f.name for f in t.match_fields}
+        if "experiment" in names:  # key: the label's experiment and activity fields
+            match: dict[str, object] = {"experiment": r.experiment}
+            if r.activity is not None:
+                match["activity"] = Ternary(r.activity, ACTIVITY_MASK)
+        else:  # key: the raw 20-bit flow label, ternary on the tag bits
+            label_field = next(f.name for f in t.match_fields if "label" in f.name)
+            act = r.activity or 0
+            mask = flowlabel.TAG_MASK if r.activity is not None else \
+                flowlabel.encode_label(EXPERIMENT_MAX, 0, 0)
+            match = {label_field: Ternary(flowlabel.encode_label(r.experiment, act, 0) & mask, mask)}
+        prio = PRIORITY_ACTIVITY if r.activity is not None else PRIORITY_WILDCARD
+        if r.mirror:
+            return self.codec.table_entry(T_POLICY, match, "ScitagsIngress.count_tag_and_mirror",
+                                          {"tag_id": r.tag_id,
+                                           "mirror_session": MONITOR_MIRROR_SESSION_ID}, prio)
+        return self.codec.table_entry(T_POLICY, match, "ScitagsIngress.count_tag",
+                                      {"tag_id": r.tag_id}, prio)
+
+    def _tag_rule(self, e: TableEntry) -> TagRule:
+        """The tag rule of a scitag_policy entry (the inverse of _tag_entry)."""
+        exp = e.field("experiment")
+        if exp is not None:
+            act = e.field("activity")
+            activity = act.value if act is not None else None
+        else:
+            label = next(v for k, v in e.match if "label" in k)
+            fields = flowlabel.decode_label(label.value)
+            exp, activity = fields.experiment, (fields.activity if label.mask == flowlabel.TAG_MASK else None)
+        return TagRule(e.param("tag_id"), exp, activity, e.action.endswith("count_tag_and_mirror"))
+
+    def _flow_match(self, key: FlowKey) -> TableEntry:
+        return self.codec.table_entry(T_FF[key.afi], {
+            "src_addr": int(key.src), "dst_addr": int(key.dst), "protocol": key.protocol,
+            "src_port": key.src_port, "dst_port": key.dst_port})
+
+    def _flow_entry(self, key: FlowKey, rule: FlowRule | None = None) -> TableEntry:
+        """The firefly entry of a flow (rule None: its match only, to delete or read it)."""
+        if rule is None:
+            return self._flow_match(key)
+        e = self._flow_entries.get(rule)
+        if e is not None:
+            return e
+        if not 0 <= rule.experiment <= 0xFFFF or not 0 <= rule.activity <= 0xFF:
+            raise DriverError(f"switch {self.name}: flow {key}: experiment {rule.experiment} / "
+                              f"activity {rule.activity} do not fit the firefly table (16/8 bits)")
+        m = self._flow_match(key)
+        e = TableEntry(m.table, m.match, self.index.action(A_FF[key.afi]).name,
+                       (("activity", rule.activity), ("experiment", rule.experiment)),
+                       0, int(rule.idle_timeout_s * 1e9))
+        if len(self._flow_entries) >= KEY_CACHE_MAX:
+            self._flow_entries.clear()
+        self._flow_entries[rule] = e
+        return e
+
+    def _flow_key(self, e: TableEntry) -> FlowKey:
+        afi = 4 if e.table == T_FF[4] else 6
+        addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
+        return FlowKey(addr(e.field("src_addr")), addr(e.field("dst_addr")), e.field("protocol"),
+                       e.field("src_port"), e.field("dst_port"))
+
+    def _flow_rule(self, e: TableEntry) -> FlowRule:
+        return FlowRule(self._flow_key(e), e.param("experiment", 0), e.param("activity", 0),
+                        e.idle_timeout_ns / 1e9)
 
     @staticmethod
-    def _update(kind: int, entity_field: str, msg) -> p4runtime_pb2.Update:
-        u = Update(type=kind)
-        getattr(u.entity, entity_field).CopyFrom(msg)
-        return u
+    def _forwarding_entities(f: Forwarding) -> list:
+        pre = [MulticastGroup.of(FLOOD_GROUP_ID, [(p, 1) for p in sorted(set(f.flood_ports))])]
+        if f.cpu_port is not None:
+            pre.append(CloneSession.of(CPU_CLONE_SESSION_ID, [(f.cpu_port, 1)]))
+        if f.monitor_port is not None:
+            pre.append(CloneSession.of(MONITOR_MIRROR_SESSION_ID, [(f.monitor_port, 1)]))
+        return pre
 
-    @_p4info_errors
-    def _read_table(self, table: str, counters: bool = False) -> list[p4runtime_pb2.TableEntry]:
-        ent = p4runtime_pb2.Entity()
-        ent.table_entry.table_id = self.index.table(table).id
-        if counters:
-            ent.table_entry.counter_data.SetInParent()
-        return [e.table_entry for e in self._rpc(f"read {table}", self._require().read, [ent])]
-
-    @_p4info_errors
-    def _params(self, entry: p4runtime_pb2.TableEntry) -> tuple[str, dict[str, int]]:
-        a = self.index.by_id(entry.action.action.action_id)
-        by_id = {p.id: p.name for p in a.params}
-        return a.name, {by_id[p.param_id]: decode(p.value) for p in entry.action.action.params}
+    def _l2_entries(self, f: Forwarding) -> list[TableEntry]:
+        return [self.codec.table_entry(T_L2, {"dst_mac": int(mac.replace(":", ""), 16)},
+                                       "ScitagsIngress.set_egress_port", {"port": port})
+                for mac, port in f.mac_ports.items()]
 
     def _write(self, what: str, updates: list[p4runtime_pb2.Update]) -> None:
         if updates:
             self._rpc(what, self._require().write_updates, updates)
 
+    # ---- reading back what the controller owns ----
+    @_p4info_errors
+    def _read_table(self, table: str, counters: bool = False) -> list[p4runtime_pb2.TableEntry]:
+        ent = self.codec.read_table(table, counters)
+        return [e.table_entry for e in self._rpc(f"read {table}", self._require().read, [ent])]
+
+    def _read_tables(self, tables: list[str]) -> dict[str, list[TableEntry]]:
+        """Every entry of these tables, in one Read RPC."""
+        got = self._rpc("read tables", self._require().read,
+                        [self.codec.read_table(t) for t in tables])
+        out: dict[str, list[TableEntry]] = {self.index.table(t).name: [] for t in tables}
+        for ent in got:
+            e = self.codec.decode_table_entry(ent.table_entry)
+            out.setdefault(e.table, []).append(e)
+        return out
+
+    @staticmethod
+    def _pre_owned(f: Forwarding) -> set[tuple]:
+        """Keys of the replication entries the controller owns (the CPU session only when
+        the switch has a CPU port: otherwise it is left as it is)."""
+        owned = {("multicast_group", FLOOD_GROUP_ID), ("clone_session", MONITOR_MIRROR_SESSION_ID)}
+        if f.cpu_port is not None:
+            owned.add(("clone_session", CPU_CLONE_SESSION_ID))
+        return owned
+
+    def _read_pre(self, owned: set[tuple]) -> list:
+        """The owned multicast groups and clone sessions as the switch holds them."""
+        client = self._require()
+        try:  # wildcard reads: every group and session in one RPC
+            got = client.read([self.codec.read_multicast_groups(), self.codec.read_clone_sessions()])
+            return [e for e in self.codec.decode_all(got) if e.key in owned]
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise SwitchUnreachable(self.name, f"read PRE: {exc.code().name}") from None
+        found = []  # a server without wildcard PRE reads: one id at a time, NOT_FOUND = absent
+        for kind, sid in sorted(owned):
+            req = (self.codec.read_multicast_groups(sid) if kind == "multicast_group"
+                   else self.codec.read_clone_sessions(sid))
+            try:
+                found += self.codec.decode_all(client.read([req]))
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    raise SwitchUnreachable(self.name, f"read {kind} {sid}: {exc.code().name}") from None
+        return found
+
+    # ---- the one read-diff-write ----
+    @_p4info_errors
+    def reconcile(self, desired: DesiredState) -> ReconcileResult:
+        """Make the switch hold exactly `desired`: one batched read of the four owned tables
+        and the owned replication entries, one diff, one write (deletes first)."""
+        result = ReconcileResult()
+        with self._lock:
+            t0 = time.perf_counter()
+            tables = self._read_tables([T_L2, T_POLICY, T_FF[4], T_FF[6]])
+            f = desired.forwarding
+            have_pre = self._read_pre(self._pre_owned(f))
+            result.read_s = time.perf_counter() - t0
+            want_tags = [self._tag_entry(r) for r in desired.tags]
+            want_flows = {self._flow_entry(k, r): k for k, r in desired.flows.items()}
+            want_pre = self._forwarding_entities(f)
+            plans = {"l2": diff(self._l2_entries(f), tables[T_L2]),
+                     "tag": diff(want_tags, tables[T_POLICY]),
+                     "flow": diff(want_flows, tables[T_FF[4]] + tables[T_FF[6]]),
+                     "pre": diff(want_pre, have_pre)}
+            updates: dict[int, list] = {Update.DELETE: [], Update.MODIFY: [], Update.INSERT: []}
+            for kind, plan in plans.items():
+                for op, change, items in ((Update.DELETE, "extra", plan.delete),
+                                          (Update.MODIFY, "modified", plan.modify),
+                                          (Update.INSERT, "missing", plan.insert)):
+                    for e in items:
+                        result.repairs[(e.key[0] if kind == "pre" else kind), change] += 1
+                        updates[op].append(self.codec.update(op, e))
+            t0 = time.perf_counter()
+            # deletes of every kind first (a key re-added elsewhere cannot collide)
+            self._write("reconcile", updates[Update.DELETE] + updates[Update.MODIFY]
+                        + updates[Update.INSERT])
+            tags = plans["tag"]
+            old_cells = {e.key: e.param("tag_id") for e in tables[T_POLICY]}
+            zero = [e.param("tag_id") for e in tags.insert]
+            zero += [e.param("tag_id") for e in tags.modify if old_cells.get(e.key) != e.param("tag_id")]
+            self._zero_tag_cells(zero)
+            result.write_s = time.perf_counter() - t0
+            result.zeroed_tags = zero
+            self.last_zeroed = list(zero)
+            result.flows_inserted = {want_flows[e] for e in plans["flow"].insert}
+            result.flows_removed = {self._flow_key(e) for e in plans["flow"].delete}
+            self._flows = dict(desired.flows)
+            self._idle_reported &= set(self._flows)
+        if result.total:
+            log.info("switch %s: reconciled: %s", self.name,
+                     ", ".join(f"{k} {c} {n}" for (k, c), n in sorted(result.repairs.items())))
+        return result
+
+    def _zero_tag_cells(self, cells: list[int]) -> None:
+        if cells:
+            self._write("zero tag counter cells", [
+                self.codec.update(Update.MODIFY, CounterEntry(C_TAG, c)) for c in cells])
+
+    def _sync_part(self, what: str, want: list, have: list):
+        plan = diff(want, have)
+        self._write(what, self.codec.updates(plan))
+        return plan
+
     # ---- forwarding ----
     @_p4info_errors
     def set_forwarding(self, mac_ports: dict[str, int], flood_ports: list[int],
                        cpu_port: int | None, monitor_port: int | None) -> None:
+        f = Forwarding(dict(mac_ports), tuple(flood_ports), cpu_port, monitor_port)
         with self._lock:
-            want = {int(mac.replace(":", ""), 16): port for mac, port in mac_ports.items()}
-            have: dict[int, tuple[p4runtime_pb2.TableEntry, str, dict]] = {}
-            for e in self._read_table(T_L2):
-                have[decode(e.match[0].exact.value)] = (e, *self._params(e))
-            updates = []
-            for mac, (e, action, params) in have.items():
-                if mac not in want:
-                    updates.append(self._update(Update.DELETE, "table_entry", e))
-            for mac, port in want.items():
-                entry = self._table_entry(T_L2, {"dst_mac": mac}, "ScitagsIngress.set_egress_port",
-                                          {"port": port})
-                if mac not in have:
-                    updates.append(self._update(Update.INSERT, "table_entry", entry))
-                elif have[mac][1:] != (self.index.action("set_egress_port").name, {"port": port}):
-                    updates.append(self._update(Update.MODIFY, "table_entry", entry))
-            self._write("l2_forward", updates)
-
-            pre = []
-            pre.append(("multicast", FLOOD_GROUP, [(p, 1) for p in sorted(set(flood_ports))]))
-            if cpu_port is not None:
-                pre.append(("clone", CPU_CLONE_SESSION, [(cpu_port, 1)]))
-            pre.append(("clone", MIRROR_SESSION, [(monitor_port, 1)] if monitor_port is not None else None))
-            for kind, sid, replicas in pre:
-                self._sync_pre(kind, sid, replicas)
+            have = self._read_tables([T_L2])[T_L2]
+            self._sync_part("l2_forward", self._l2_entries(f), have)
+            have_pre = self._read_pre(self._pre_owned(f))
+            self._sync_part("replication", self._forwarding_entities(f), have_pre)
         log.info("switch %s: forwarding written: %d MAC entries, flood ports %s, cpu port %s, "
-                 "mirror session %d -> port %s", self.name, len(want), sorted(set(flood_ports)),
-                 cpu_port, MIRROR_SESSION, monitor_port)
-
-    def _pre_entity(self, kind: str, sid: int, replicas: list[tuple[int, int]] | None):
-        ent = p4runtime_pb2.Entity()
-        pre = ent.packet_replication_engine_entry
-        if kind == "multicast":
-            msg = pre.multicast_group_entry
-            msg.multicast_group_id = sid
-        else:
-            msg = pre.clone_session_entry
-            msg.session_id = sid
-        for port, instance in replicas or []:
-            r = msg.replicas.add()
-            r.egress_port = port
-            r.instance = instance
-        return ent
-
-    def _sync_pre(self, kind: str, sid: int, replicas: list[tuple[int, int]] | None) -> None:
-        client = self._require()
-        try:
-            found = client.read([self._pre_entity(kind, sid, None)])
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                raise SwitchUnreachable(self.name, f"read {kind} {sid}: {exc.code().name}") from None
-            found = []  # servers answer NOT_FOUND for a missing group/session
-        current = None
-        for ent in found:
-            pre = ent.packet_replication_engine_entry
-            msg = pre.multicast_group_entry if kind == "multicast" else pre.clone_session_entry
-            if (msg.multicast_group_id if kind == "multicast" else msg.session_id) == sid:
-                current = sorted((r.egress_port, r.instance) for r in msg.replicas)
-        want = sorted(replicas) if replicas is not None else None
-        if current == want:
-            return
-        if want is None:
-            op = Update.DELETE
-        else:
-            op = Update.INSERT if current is None else Update.MODIFY
-        ent = self._pre_entity(kind, sid, replicas if op != Update.DELETE else None)
-        u = Update(type=op)
-        u.entity.CopyFrom(ent)
-        self._write(f"{kind} {sid}", [u])
+                 "mirror session %d -> port %s", self.name, len(mac_ports), sorted(set(flood_ports)),
+                 cpu_port, MONITOR_MIRROR_SESSION_ID, monitor_port)
 
     # ---- tags ----
     @_p4info_errors
@@ -354,100 +482,41 @@ class P4RuntimeDriver(SwitchDriver):
         """Make the policy table hold exactly `rules`; a rule new to the switch (or moved to
         another counter cell) starts from a zeroed cell."""
         with self._lock:
-            want: dict[tuple[int, int | None], TagRule] = {}
-            for r in rules:
-                if not 1 <= r.experiment <= 511 or (r.activity is not None and not 0 <= r.activity <= 63):
-                    raise DriverError(f"switch {self.name}: tag {r} cannot be carried in a flow label")
-                if not 0 <= r.tag_id < self.index.counter(C_TAG).size:
-                    raise DriverError(f"switch {self.name}: tag id {r.tag_id} outside the tag counter")
-                want[(r.experiment, r.activity)] = r
-            t = self.index.table(T_POLICY)
-            f_exp, f_act = t.field("experiment"), t.field("activity")
-            have: dict[tuple[int, int | None], tuple[p4runtime_pb2.TableEntry, str, dict]] = {}
-            for e in self._read_table(T_POLICY):
-                exp, act = None, None
-                for m in e.match:
-                    if m.field_id == f_exp.id:
-                        exp = decode(m.exact.value)
-                    elif m.field_id == f_act.id:
-                        act = decode(m.ternary.value) if decode(m.ternary.mask) else None
-                have[(exp, act)] = (e, *self._params(e))
-            updates, zero = [], []
-            for key, (e, _, _) in have.items():
-                if key not in want:
-                    updates.append(self._update(Update.DELETE, "table_entry", e))
-            for key, r in want.items():
-                entry = self._policy_entry(r)
-                action, params = self._params(entry)
-                if key not in have:
-                    updates.append(self._update(Update.INSERT, "table_entry", entry))
-                    zero.append(r.tag_id)
-                elif have[key][1:] != (action, params):
-                    updates.append(self._update(Update.MODIFY, "table_entry", entry))
-                    if have[key][2].get("tag_id") != r.tag_id:
-                        zero.append(r.tag_id)
-            # Deletes first, so a key re-added with another action cannot collide.
-            updates.sort(key=lambda u: u.type != Update.DELETE)
-            self._write("scitag_policy", updates)
-            self.last_zeroed = list(zero)
-            if zero:
-                c = self.index.counter(C_TAG)
-                zeroes = []
-                for tag_id in zero:
-                    ce = p4runtime_pb2.CounterEntry(counter_id=c.id)
-                    ce.index.index = tag_id
-                    ce.data.byte_count = 0
-                    ce.data.packet_count = 0
-                    zeroes.append(self._update(Update.MODIFY, "counter_entry", ce))
-                self._write("zero tag counter cells", zeroes)
-        if updates:
+            want = [self._tag_entry(r) for r in rules]
+            have = self._read_tables([T_POLICY])[T_POLICY]
+            plan = self._sync_part("scitag_policy", want, have)
+            old_cells = {e.key: e.param("tag_id") for e in have}
+            zero = [e.param("tag_id") for e in plan.insert]
+            zero += [e.param("tag_id") for e in plan.modify if old_cells.get(e.key) != e.param("tag_id")]
+            self._zero_tag_cells(zero)
+            self.last_zeroed = zero
+        if plan:
             log.info("switch %s: scitag_policy synced: %d rules (%d changes)", self.name,
-                     len(want), len(updates))
-
-    def _policy_entry(self, r: TagRule) -> p4runtime_pb2.TableEntry:
-        match: dict[str, object] = {"experiment": r.experiment}
-        if r.activity is not None:
-            match["activity"] = (r.activity, 0x3F)
-        if r.mirror:
-            return self._table_entry(T_POLICY, match, "ScitagsIngress.count_tag_and_mirror",
-                                     {"tag_id": r.tag_id, "mirror_session": MIRROR_SESSION},
-                                     PRIORITY_ACTIVITY if r.activity is not None else PRIORITY_WILDCARD)
-        return self._table_entry(T_POLICY, match, "ScitagsIngress.count_tag", {"tag_id": r.tag_id},
-                                 PRIORITY_ACTIVITY if r.activity is not None else PRIORITY_WILDCARD)
+                     len(want), len(plan))
 
     # ---- firefly flows ----
-    def _flow_entry(self, key: FlowKey, rule: FlowRule | None = None) -> p4runtime_pb2.TableEntry:
-        match = {"src_addr": int(key.src), "dst_addr": int(key.dst), "protocol": key.protocol,
-                 "src_port": key.src_port, "dst_port": key.dst_port}
-        if rule is None:
-            return self._table_entry(T_FF[key.afi], match)
-        if not 0 <= rule.experiment <= 0xFFFF or not 0 <= rule.activity <= 0xFF:
-            raise DriverError(f"switch {self.name}: flow {key}: experiment {rule.experiment} / "
-                              f"activity {rule.activity} do not fit the firefly table (16/8 bits)")
-        return self._table_entry(T_FF[key.afi], match, A_FF[key.afi],
-                                 {"experiment": rule.experiment, "activity": rule.activity},
-                                 idle_timeout_ns=int(rule.idle_timeout_s * 1e9))
-
+    @_p4info_errors
     def install_flow(self, rule: FlowRule) -> None:
         with self._lock:
             entry = self._flow_entry(rule.key, rule)
             first = Update.MODIFY if rule.key in self._flows else Update.INSERT
             try:
-                self._write("install flow", [self._update(first, "table_entry", entry)])
+                self._write("install flow", [self.codec.update(first, entry)])
             except DriverError as exc:
                 codes = getattr(exc, "codes", [])
                 if first == Update.INSERT and code_pb2.ALREADY_EXISTS in codes:
-                    self._write("refresh flow", [self._update(Update.MODIFY, "table_entry", entry)])
+                    self._write("refresh flow", [self.codec.update(Update.MODIFY, entry)])
                 elif first == Update.MODIFY and code_pb2.NOT_FOUND in codes:
-                    self._write("install flow", [self._update(Update.INSERT, "table_entry", entry)])
+                    self._write("install flow", [self.codec.update(Update.INSERT, entry)])
                 else:
                     raise
             self._flows[rule.key] = rule
             self._idle_reported.discard(rule.key)
 
+    @_p4info_errors
     def flow_counts(self, key: FlowKey) -> Counts | None:
         ent = p4runtime_pb2.Entity()
-        ent.direct_counter_entry.table_entry.CopyFrom(self._flow_entry(key))
+        ent.direct_counter_entry.table_entry.CopyFrom(self.codec.encode(self._flow_entry(key)).table_entry)
         try:
             got = self._require().read([ent])
         except grpc.RpcError as exc:
@@ -459,12 +528,12 @@ class P4RuntimeDriver(SwitchDriver):
             return Counts(d.packet_count, d.byte_count)
         return None
 
+    @_p4info_errors
     def remove_flow(self, key: FlowKey) -> Counts:
         with self._lock:
             counts = self.flow_counts(key) or Counts()
             try:
-                self._write("remove flow", [self._update(Update.DELETE, "table_entry",
-                                                         self._flow_entry(key))])
+                self._write("remove flow", [self.codec.update(Update.DELETE, self._flow_entry(key))])
             except DriverError as exc:
                 if code_pb2.NOT_FOUND not in getattr(exc, "codes", []):
                     raise
@@ -472,37 +541,28 @@ class P4RuntimeDriver(SwitchDriver):
             self._idle_reported.discard(key)
             return counts
 
-    def _decode_key(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowKey:
-        # Reading 65536 entries is dominated by decoding: remember keys by their match bytes.
-        raw = (afi, *[m.exact.value for m in e.match])  # server field order is stable per table
+    def _decode_key(self, e: p4runtime_pb2.TableEntry) -> FlowKey:
+        """The flow of a firefly entry as read (with its counter data): cached by its match
+        bytes, the hot path of the counter poll."""
+        raw = (e.table_id, *[m.exact.value for m in e.match])
         key = self._key_cache.get(raw)
         if key is None:
-            try:
-                t = self.index.table(T_FF[afi])
-                vals = {t.field_with_id(m.field_id).name: decode(m.exact.value) for m in e.match}
-            except SchemaError as exc:
-                raise P4InfoError(str(exc)) from exc
-            addr = ipaddress.IPv4Address if afi == 4 else ipaddress.IPv6Address
-            key = FlowKey(addr(vals["src_addr"]), addr(vals["dst_addr"]), vals["protocol"],
-                          vals["src_port"], vals["dst_port"])
+            plain = p4runtime_pb2.TableEntry()
+            plain.CopyFrom(e)
+            key = self._flow_key(self.codec.decode_table_entry(plain))
             if len(self._key_cache) >= KEY_CACHE_MAX:
                 self._key_cache.clear()
             self._key_cache[raw] = key
         return key
 
-    def _decode_flow(self, afi: int, e: p4runtime_pb2.TableEntry) -> FlowRule:
-        key = self._decode_key(afi, e)
-        _, params = self._params(e)
-        return FlowRule(key, params.get("experiment", 0), params.get("activity", 0),
-                        e.idle_timeout_ns / 1e9)
-
+    @_p4info_errors
     def installed_flows(self) -> dict[FlowKey, FlowRule]:
         with self._lock:
-            flows: dict[FlowKey, FlowRule] = {}
-            for afi in (4, 6):
-                for e in self._read_table(T_FF[afi]):
-                    rule = self._decode_flow(afi, e)
-                    flows[rule.key] = rule
+            tables = self._read_tables([T_FF[4], T_FF[6]])
+            flows = {}
+            for e in tables[T_FF[4]] + tables[T_FF[6]]:
+                rule = self._flow_rule(e)
+                flows[rule.key] = rule
             self._flows = dict(flows)
             return flows
 
@@ -513,29 +573,37 @@ class P4RuntimeDriver(SwitchDriver):
     # ---- counters ----
     @_p4info_errors
     def read_counters(self) -> CounterSnapshot:
+        """Tag cells, bucket cells and every firefly entry's direct counter, in one Read."""
         client = self._require()
-        tag_c, bucket_c = self.index.counter(C_TAG), self.index.counter(C_BUCKET)
-        entities = []
-        for c in (tag_c, bucket_c):
-            ent = p4runtime_pb2.Entity()
-            ent.counter_entry.counter_id = c.id
-            entities.append(ent)
+        tag_c = self.index.counter(C_TAG)
+        bucket_ids = set()
+        entities = [self.codec.read_counter(C_TAG)]
+        for name in C_BUCKETS:
+            try:
+                bucket_ids.add(self.index.counter(name).id)
+            except UnknownName:
+                continue  # a program without a separate firefly bucket counter
+            entities.append(self.codec.read_counter(name))
+        ff_ids = {self.index.table(T_FF[afi]).id for afi in (4, 6)}
+        entities += [self.codec.read_table(T_FF[afi], counters=True) for afi in (4, 6)]
         got = self._rpc("read counters", client.read, entities)
         snap = CounterSnapshot(self.name, time.time())
         for e in got:
-            ce = e.counter_entry
-            counts = Counts(ce.data.packet_count, ce.data.byte_count)
-            if ce.counter_id == tag_c.id:
-                if counts.packets or counts.bytes:
-                    snap.tags[ce.index.index] = counts
-            elif ce.counter_id == bucket_c.id and ce.index.index < len(BUCKETS):
-                snap.buckets[BUCKETS[ce.index.index]] = counts
+            if e.HasField("counter_entry"):
+                ce = e.counter_entry
+                counts = Counts(ce.data.packet_count, ce.data.byte_count)
+                if ce.counter_id == tag_c.id:
+                    if counts.packets or counts.bytes:
+                        snap.tags[ce.index.index] = counts
+                elif ce.counter_id in bucket_ids and ce.index.index < len(BUCKETS):
+                    name = BUCKETS[ce.index.index]
+                    snap.buckets[name] = snap.buckets.get(name, Counts()) + counts
+            elif e.table_entry.table_id in ff_ids:
+                te = e.table_entry
+                c = te.counter_data
+                snap.flows[self._decode_key(te)] = Counts(c.packet_count, c.byte_count)
         for name in BUCKETS:
             snap.buckets.setdefault(name, Counts())
-        for afi in (4, 6):
-            for e in self._read_table(T_FF[afi], counters=True):
-                c = e.counter_data
-                snap.flows[self._decode_key(afi, e)] = Counts(c.packet_count, c.byte_count)
         return snap
 
     # ---- stream messages ----
@@ -569,12 +637,11 @@ class P4RuntimeDriver(SwitchDriver):
     @_p4info_errors
     def _on_idle(self, e: p4runtime_pb2.TableEntry) -> None:
         self.stats["idle_notifications"] += 1
-        afi = next((a for a, t in T_FF.items() if self.index.table(t).id == e.table_id), None)
-        if afi is None:
+        if e.table_id not in {self.index.table(t).id for t in T_FF.values()}:
             return
         try:
-            key = self._decode_key(afi, e)
-        except (P4InfoError, KeyError, ValueError):
+            key = self._decode_key(e)
+        except (P4InfoError, SchemaError, KeyError, ValueError):
             return
         with self._lock:
             if key in self._idle_reported or key not in self._flows:

@@ -1,58 +1,85 @@
-/* scitags-p4: constants and type names shared by every target (v1model, later TNA). */
+/* scitags-p4: constants and type names shared by every target (v1model, TNA, T2NA).
+ * p4schema/constants.py mirrors the values the controller needs; a test compares them. */
 #ifndef SCITAGS_DEFINES_P4
 #define SCITAGS_DEFINES_P4
 
-typedef bit<48> mac_addr_t;
-typedef bit<32> ipv4_addr_t;
+typedef bit<48>  mac_addr_t;
+typedef bit<32>  ipv4_addr_t;
 typedef bit<128> ipv6_addr_t;
-typedef bit<9>  port_id_t;      /* v1model port width; TNA uses the same name */
-typedef bit<16> tag_id_t;       /* counter cell the controller assigns to a tag */
-typedef bit<9>  experiment_t;   /* experiment id as carried in the flow label */
-typedef bit<6>  activity_t;     /* activity id as carried in the flow label */
-typedef bit<16> mcast_group_t;
+typedef bit<9>   port_id_t;      /* v1model's and Tofino's (PortId_t) port width */
+typedef bit<16>  tag_id_t;       /* counter cell the controller assigns to a tag */
+typedef bit<16>  mcast_group_t;
+typedef bit<16>  mirror_session_t; /* wide enough for v1model (32 b) and Tofino (10 b) ids */
+typedef bit<20>  flow_label_t;
+typedef bit<24>  exthdr_tag_t;   /* scitags option data: experiment << 8 | activity */
+typedef bit<16>  bucket_id_t;
 
 const bit<16> ETHERTYPE_IPV4 = 0x0800;
 const bit<16> ETHERTYPE_IPV6 = 0x86DD;
 const bit<16> ETHERTYPE_VLAN = 0x8100;
 const bit<8>  PROTO_TCP = 6;
 const bit<8>  PROTO_UDP = 17;
+const bit<8>  PROTO_HOPOPTS = 0;    /* IPv6 Hop-by-Hop Options */
+const bit<8>  PROTO_DSTOPTS = 60;   /* IPv6 Destination Options */
+
+/* IPv6 options (RFC 8200 4.2) and the scitags option (flowd-go, RFC 4727 experimental type). */
+const bit<8> IPV6_OPT_PAD1 = 0x00;
+const bit<8> IPV6_OPT_SCITAG = 0x1E;
+const bit<8> IPV6_OPT_SCITAG_LEN = 3;
 
 /* Fireflies are syslog messages to this UDP port (scitags SPEC). */
 const bit<16> FIREFLY_UDP_PORT = 10514;
 
-/* The CPU port. BMv2's --cpu-port must name the same number; 255 by convention.
-   Rebuild with -DCPU_PORT=N to change it. */
+/* The CPU port. The switch must use the same number: BMv2's --cpu-port (255 by convention);
+ * on Tofino the PCIe CPU port of the chip (tna/scitags.p4 sets the default per target).
+ * Rebuild with -DCPU_PORT=N to change it. */
 #ifndef CPU_PORT
 #define CPU_PORT 255
 #endif
 const port_id_t CPU_PORT_ID = CPU_PORT;
 
-/* Clone session that copies fireflies to the CPU port (the controller creates it). */
-const bit<32> CPU_CLONE_SESSION_ID = 100;
+/* Clone/mirror sessions the controller creates. */
+const bit<32> CPU_CLONE_SESSION_ID = 100;  /* fireflies to the CPU port */
+const bit<32> MONITOR_MIRROR_SESSION_ID = 200;  /* tagged traffic to the monitor port */
+
+/* Multicast group of the flood ports. */
+const mcast_group_t FLOOD_GROUP_ID = 1;
 
 /* Packet-in reasons (packet_in.reason). */
 const bit<8> PUNT_REASON_FIREFLY = 1;
 
-/* Cells of the bucket counter: traffic that has no tag of its own. */
-const bit<32> BUCKET_UNMARKED     = 0;  /* IPv6, flow label 0 */
-const bit<32> BUCKET_UNREGISTERED = 1;  /* IPv6, label matches no registered tag */
-const bit<32> BUCKET_CONSISTENT   = 2;  /* firefly flow whose label names the same tag */
-const bit<32> BUCKET_MISMATCH     = 3;  /* firefly flow whose label names another tag */
-const bit<32> BUCKET_FIREFLY_ONLY = 4;  /* firefly flow without a registered label */
-const bit<32> BUCKET_PARSER_ERROR = 5;  /* truncated/malformed headers: dropped */
-const bit<32> BUCKET_COUNT        = 8;
+/* Cells of the buckets: traffic that has no tag cell of its own. One numbering over two
+ * counters, because a Tofino counter is addressed once per packet and a packet can be in a
+ * label bucket and a flow bucket at once:
+ *   bucket_counter          cells 0, 1, 5..9 (what the packet's label or option is)
+ *   firefly_bucket_counter  cells 2, 3, 4     (how a firefly flow's packet agrees with it) */
+const bucket_id_t BUCKET_UNMARKED        = 0;  /* IPv6, flow label 0, no scitags option */
+const bucket_id_t BUCKET_UNREGISTERED    = 1;  /* IPv6, trusted label matching no registered tag */
+const bucket_id_t BUCKET_CONSISTENT      = 2;  /* firefly flow whose tag names the same experiment/activity */
+const bucket_id_t BUCKET_MISMATCH        = 3;  /* firefly flow whose tag names another one */
+const bucket_id_t BUCKET_FIREFLY_ONLY    = 4;  /* firefly flow without a tag */
+const bucket_id_t BUCKET_PARSER_ERROR    = 5;  /* truncated/malformed headers: dropped */
+const bucket_id_t BUCKET_UNTRUSTED_LABEL = 6;  /* a label (not 0) from outside the trust scope */
+const bucket_id_t BUCKET_EXTHDR_UNREGISTERED = 7;  /* scitags option naming no registered tag */
+const bucket_id_t BUCKET_EXTHDR_MISMATCH = 8;  /* option and a trusted registered label disagree */
+const bucket_id_t BUCKET_EXTHDR_UNPARSED = 9;  /* options longer than the walk's limit or malformed: forwarded */
+const bit<32> BUCKET_COUNT = 16;
 
-const bit<32> TAG_COUNTER_SIZE = 4096;
-const int     FIREFLY_TABLE_SIZE = 65536;
-const int     POLICY_TABLE_SIZE = 4096;
-const int     L2_TABLE_SIZE = 4096;
+/* Hop-by-Hop and Destination Options headers are walked option by option up to this size:
+ * hdr_ext_len 0 or 1 (8 or 16 bytes, 6 or 14 bytes of options). A longer header is counted in
+ * BUCKET_EXTHDR_UNPARSED and forwarded untouched, its TCP/UDP ports unseen. */
+#define EXTHDR_MAX_OPTION_BYTES 14
+/* Bytes of one options area the parser may extract: the area, plus the most one option can
+ * claim past its end before the walk sees that it overran (then BUCKET_EXTHDR_UNPARSED). */
+#define EXTHDR_OPT_STACK_DEPTH 28
+
+/* meta.label_class values */
+const bit<2> LABEL_NONE = 0;          /* not IPv6, or label 0 */
+const bit<2> LABEL_UNREGISTERED = 1;
+const bit<2> LABEL_REGISTERED = 2;    /* matches a tag, inside the trust scope */
+const bit<2> LABEL_UNTRUSTED = 3;     /* outside the trust scope */
 
 /* standard_metadata.instance_type of a multicast copy, as BMv2 sets it */
 const bit<32> PKT_INSTANCE_TYPE_REPLICATION = 5;
-
-/* meta.label_class values (0: not IPv6) */
-const bit<2> LABEL_UNMARKED = 1;
-const bit<2> LABEL_UNREGISTERED = 2;
-const bit<2> LABEL_REGISTERED = 3;
 
 #endif

@@ -3,6 +3,7 @@
 #define SCITAGS_HEADERS_P4
 
 #include "defines.p4"
+#include "size.p4"
 
 /* Prepended to packets sent to the controller. 3 bytes. */
 @controller_header("packet_in")
@@ -58,6 +59,26 @@ header ipv6_t {
     ipv6_addr_t dst_addr;
 }
 
+/* First two bytes of a Hop-by-Hop or Destination Options header (RFC 8200 4.3, 4.6). */
+header ipv6_ext_t {
+    bit<8> next_hdr;
+    bit<8> hdr_ext_len;   /* in 8-byte units, not counting the first 8 bytes */
+}
+
+/* One byte of an options area. The parser walks the options (TLVs) and extracts every byte it
+   passes into a stack of these, so that the deparser writes the header back unchanged. */
+header opt_byte_t {
+    bit<8> value;
+}
+
+/* The scitags option as flowd-go writes it: type 0x1E, length 3, experiment << 8 | activity. */
+header scitag_opt_t {
+    bit<8>  type;
+    bit<8>  len;
+    bit<16> experiment;
+    bit<8>  activity;
+}
+
 header tcp_t {
     bit<16> src_port;
     bit<16> dst_port;
@@ -78,31 +99,73 @@ header udp_t {
     bit<16> checksum;
 }
 
+#ifdef __TARGET_TOFINO__
+/* What the egress parser finds first: the kind of the header in front of the frame. */
+const bit<8> MD_KIND_BRIDGED = 0;
+const bit<8> MD_KIND_MIRROR = 1;
+
+/* Ingress -> egress on every forwarded packet: what egress needs to prune floods. */
+header bridged_md_t {
+    bit<8>    kind;
+    bit<7>    _pad0;
+    port_id_t ingress_port;
+}
+
+/* In front of a mirrored copy (ingress deparser, mirror_type 1): to the CPU or the monitor. */
+header mirror_md_t {
+    bit<8>    kind;
+    bit<8>    reason;        /* 0: monitor copy, else the packet-in reason */
+    bit<7>    _pad0;
+    port_id_t ingress_port;
+}
+#endif
+
 struct headers_t {
+#ifdef __TARGET_TOFINO__
+    bridged_md_t bridged;
+    mirror_md_t  mirror;
+#endif
     packet_out_t packet_out;
     packet_in_t  packet_in;
     ethernet_t   ethernet;
     vlan_t       vlan;
     ipv4_t       ipv4;
     ipv6_t       ipv6;
+    ipv6_ext_t   hopopts;
+    opt_byte_t[EXTHDR_OPT_STACK_DEPTH] hopopts_bytes;
+    ipv6_ext_t   dstopts;
+    opt_byte_t[EXTHDR_OPT_STACK_DEPTH] dstopts_bytes;
     tcp_t        tcp;
     udp_t        udp;
 }
 
-/* Field list ids for metadata that must survive a clone. */
+/* Field list ids for metadata that must survive a clone (v1model). */
 const bit<8> FL_PUNT = 1;
 
 struct local_metadata_t {
     bit<16>      l4_src_port;
     bit<16>      l4_dst_port;
     bool         l4_valid;
-    experiment_t label_experiment;  /* decoded from the flow label */
-    activity_t   label_activity;
+    bit<8>       l4_protocol;        /* TCP or UDP, behind any extension headers */
+    bit<8>       exthdr_left;        /* option bytes not walked yet (v1model parser) */
+    bool         exthdr_tag_valid;   /* a scitags option was found */
+    exthdr_tag_t exthdr_tag;         /* its data: experiment << 8 | activity */
+    bool         exthdr_unparsed;    /* options the walk could not follow */
     bit<2>       label_class;
+    bool         label_trusted;
+    bool         label_hit;          /* an untrusted label that matches a tag */
+    tag_id_t     label_tag_id;
+    bool         exthdr_hit;
+    tag_id_t     exthdr_tag_id;
+    bool         mirror;             /* the tag's entry asks for a monitor copy */
+    mirror_session_t mirror_session;
     bool         firefly_hit;
     bit<16>      firefly_experiment; /* what the firefly declared (may exceed 511) */
     bit<8>       firefly_activity;
-    /* Carried to the egress copy of a firefly punted to the CPU. */
+    bool         tag_valid;          /* the packet's tag, for the firefly cross-check */
+    bit<16>      tag_experiment;
+    bit<8>       tag_activity;
+    /* Carried to the egress copy of a firefly punted to the CPU (v1model). */
     @field_list(FL_PUNT) port_id_t punt_ingress_port;
     @field_list(FL_PUNT) bit<8>    punt_reason;
 }

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from p4.v1 import p4runtime_pb2 as p4r
 
 from p4schema import (EXACT, LPM, OPTIONAL, RANGE, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
-                      TERNARY, UNIT_BOTH, UNIT_BYTES, UNIT_PACKETS, Action, P4Schema, Table,
+                      TERNARY, UNIT_BYTES, UNIT_PACKETS, Action, P4Schema, Table,
                       canonical, canonical_bytes, value_of)
 
 from .status import (ALREADY_EXISTS, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
@@ -197,13 +197,12 @@ def fill_match(meta: Table, key: tuple, te: p4r.TableEntry) -> None:
 
 
 def fill_counter_data(unit: int, packets: int, bytes_: int, data: p4r.CounterData) -> None:
-    if unit in (UNIT_PACKETS, UNIT_BOTH):
-        data.packet_count = packets
-    if unit in (UNIT_BYTES, UNIT_BOTH):
-        data.byte_count = bytes_
-    if unit not in (UNIT_PACKETS, UNIT_BYTES, UNIT_BOTH):   # UNSPECIFIED: give both
-        data.packet_count = packets
-        data.byte_count = bytes_
+    """Both counts whatever the unit: BMv2 counts packets and bytes in every cell and PI
+    answers both, so a packets-only counter still reads its bytes (and a bytes-only one its
+    packets). `unit` is kept for the writes' side (counter_values)."""
+    del unit
+    data.packet_count = packets
+    data.byte_count = bytes_
 
 
 def counter_values(unit: int, data: p4r.CounterData) -> tuple[int, int]:

@@ -22,6 +22,12 @@ from controller.drivers.p4runtime import P4RuntimeDriver
 from controller.launcher import free_tcp_port
 from controller.runtime import Runtime, build
 from labnet.veth import VethPorts, wait_for_port
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+from controller.drivers.base import FlowKey
+from labnet.waiting import wait_until
 from scitags_core.firefly_build import build_firefly
 from tests.conftest import BMV2_BIN, HAVE_BMV2, IS_ROOT, P4_BUILD, ROOT
 from tests.p4.dataplane import switch_command
@@ -97,7 +103,9 @@ def topology_yaml(switches: dict[str, SwitchProc], hosts: dict[str, dict], links
     return json.dumps(doc)  # JSON is YAML
 
 
-def start_controller(tmp: Path, topo_text: str, name: str = "ctl", **overrides) -> Runtime:
+def start_controller(tmp: Path, topo_text: str, name: str = "ctl", extensions=(),
+                     sections: dict | None = None, **overrides) -> Runtime:
+    """A controller as `controller start` builds it; extensions with their YAML sections."""
     state = tmp / name
     state.mkdir(exist_ok=True)
     topo = tmp / "topology.yaml"
@@ -111,8 +119,10 @@ def start_controller(tmp: Path, topo_text: str, name: str = "ctl", **overrides) 
               "api": "127.0.0.1:0", "firefly_listen": "127.0.0.1:0", "poll_interval_s": 0.3,
               "registry": str(registry), "p4info": str(P4INFO), "device_config": str(DEVICE_JSON)}
     values.update(overrides)
-    cfg = load_config(None, values)
-    rt = build(cfg)
+    cfg = load_config(None, values, [e.name for e in extensions])
+    for name_, section in (sections or {}).items():
+        cfg.extensions.setdefault(name_, {}).update(section)
+    rt = build(cfg, extensions=extensions)
     rt.start()
     return rt
 
@@ -160,3 +170,49 @@ def _ago():
     return _now() - dt.timedelta(seconds=5)
 
 
+
+
+# ---- traffic and queries shared by the controller tests ----
+
+CMS, PERFSONAR, CACHE = 3, 2, 3
+
+
+def v6(label: int, sport: int = 5000, payload: bytes = b"x" * 40) -> bytes:
+    return bytes(Ether(src=H1["mac"], dst=H2["mac"]) / IPv6(src=H1["ipv6"], dst=H2["ipv6"], fl=label)
+                 / TCP(sport=sport, dport=1094) / payload)
+
+
+def v4(sport: int, dport: int = 1094, payload: bytes = b"y" * 60) -> bytes:
+    return bytes(Ether(src=H1["mac"], dst=H2["mac"]) / IP(src=H1["ipv4"], dst=H2["ipv4"])
+                 / TCP(sport=sport, dport=dport) / payload)
+
+
+def send_all(sw: SwitchProc, port: int, frames: list[bytes], expect_port: int = 2) -> None:
+    sw.veth.drain()
+    for f in frames:
+        sw.veth.send(port, f)
+    got = sw.veth.receive(timeout=5, ports=[expect_port], until=len(frames))
+    assert len(got[expect_port]) == len(frames), "switch did not forward every frame"
+
+
+def row(rows, **want):
+    found = [r for r in rows if all(r.get(k) == v for k, v in want.items())]
+    return found[0] if len(found) == 1 else None
+
+
+def counters(rt, **params) -> list[dict]:
+    rt.controller.poll_all()
+    q = "&".join(f"{k}={v}" for k, v in params.items())
+    return api(rt, "/api/v1/counters" + (f"?{q}" if q else ""))["counters"]
+
+
+def flow_on_switch(obs, key: FlowKey) -> bool:
+    return key in obs.installed_flows()
+
+
+def start_flow(rt, sport: int, act: int = PERFSONAR) -> FlowKey:
+    """A `start` firefly h1 -> h2 over UDP; returns its key once installed somewhere."""
+    key = FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", sport, 1094)
+    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], sport, 1094, CMS, act)
+    wait_until(lambda: key in rt.controller.flows and rt.controller.flows[key].installed, what="installed")
+    return key

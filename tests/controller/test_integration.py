@@ -11,91 +11,21 @@ import json
 import subprocess
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from controller import cli
 from controller.drivers.base import Counts, FlowKey
+from controller.drivers.p4runtime import T_POLICY
 from labnet.waiting import wait_until
 from scitags_core import flowlabel
 from scitags_core.firefly_build import build_firefly
 from tests.controller.harness import (
-    H1, H2, MON, SwitchProc, api, api_addr, observer, send_firefly, start_controller,
-    target_params, topology_yaml)
+    CACHE, CMS, H1, H2, PERFSONAR, SwitchProc, api, api_addr, counters, flow_on_switch,
+    observer, row, send_all, send_firefly, start_controller, start_flow, topology_yaml, v4, v6)
 
 pytestmark = pytest.mark.timeout(180)
-
-CMS, PERFSONAR, CACHE = 3, 2, 3
-
-
-@pytest.fixture(params=target_params())
-def kind(request) -> str:
-    return request.param
-
-
-@pytest.fixture
-def one_switch(kind, tmp_path):
-    sw = SwitchProc(kind, 1, [1, 2, 3], tmp_path).start()
-    topo = topology_yaml({"s1": sw}, {"h1": H1, "h2": H2, "mon1": MON},
-                         [{"node1": "h1", "node2": "s1", "port2": 1},
-                          {"node1": "h2", "node2": "s1", "port2": 2},
-                          {"node1": "mon1", "node2": "s1", "port2": 3}])
-    runtimes = []
-
-    def start(wait: bool = True, **kw):
-        rt = start_controller(tmp_path, topo, **kw)
-        runtimes.append(rt)
-        if wait:
-            assert rt.controller.wait_ready(30), rt.controller.status()
-        return rt
-
-    yield sw, start
-    for rt in runtimes:
-        with contextlib.suppress(Exception):
-            rt.stop()
-    sw.stop()
-
-
-def v6(label: int, sport: int = 5000, payload: bytes = b"x" * 40) -> bytes:
-    return bytes(Ether(src=H1["mac"], dst=H2["mac"]) / IPv6(src=H1["ipv6"], dst=H2["ipv6"], fl=label)
-                 / TCP(sport=sport, dport=1094) / payload)
-
-
-def v4(sport: int, dport: int = 1094, payload: bytes = b"y" * 60) -> bytes:
-    return bytes(Ether(src=H1["mac"], dst=H2["mac"]) / IP(src=H1["ipv4"], dst=H2["ipv4"])
-                 / TCP(sport=sport, dport=dport) / payload)
-
-
-def send_all(sw: SwitchProc, port: int, frames: list[bytes], expect_port: int = 2) -> None:
-    sw.veth.drain()
-    for f in frames:
-        sw.veth.send(port, f)
-    got = sw.veth.receive(timeout=5, ports=[expect_port], until=len(frames))
-    assert len(got[expect_port]) == len(frames), "switch did not forward every frame"
-
-
-def row(rows, **want):
-    found = [r for r in rows if all(r.get(k) == v for k, v in want.items())]
-    return found[0] if len(found) == 1 else None
-
-
-def counters(rt, **params) -> list[dict]:
-    rt.controller.poll_all()
-    q = "&".join(f"{k}={v}" for k, v in params.items())
-    return api(rt, "/api/v1/counters" + (f"?{q}" if q else ""))["counters"]
-
-
-def flow_on_switch(obs, key: FlowKey) -> bool:
-    return key in obs.installed_flows()
-
-
-def start_flow(rt, sport: int, act: int = PERFSONAR) -> FlowKey:
-    """A `start` firefly h1 -> h2 over UDP; returns its key once installed somewhere."""
-    key = FlowKey.of(H1["ipv4"], H2["ipv4"], "tcp", sport, 1094)
-    send_firefly(rt, "start", H1["ipv4"], H2["ipv4"], sport, 1094, CMS, act)
-    wait_until(lambda: key in rt.controller.flows and rt.controller.flows[key].installed, what="installed")
-    return key
 
 
 def test_empty_switch_to_counted_traffic(one_switch):
@@ -222,8 +152,7 @@ def test_registry_refresh_keeps_history_under_old_names(one_switch, tmp_path):
     rt = start(registry=str(reg_path))
     obs = observer(sw)
     try:
-        before = {(e.match[0].exact.value, bytes(e.match[1].ternary.value) if len(e.match) > 1 else None): e
-                  for e in obs._read_table("ScitagsIngress.scitag_policy")}
+        before = {e.key: e for e in obs._read_tables([T_POLICY])[T_POLICY]}
         tag_of_cms_ps = next(m.rule.tag_id for m in rt.controller.tags.values()
                              if (m.rule.experiment, m.rule.activity) == (CMS, PERFSONAR))
         send_all(sw, 1, [v6(flowlabel.encode_label(CMS, PERFSONAR))] * 3)
@@ -238,8 +167,8 @@ def test_registry_refresh_keeps_history_under_old_names(one_switch, tmp_path):
         reg_path.write_text(json.dumps(doc))
         answer = api(rt, "/api/v1/registry/refresh", method="POST")
         assert answer["registry"] != old_identity
-        after = obs._read_table("ScitagsIngress.scitag_policy")
-        exps = {int.from_bytes(e.match[0].exact.value, "big") for e in after}
+        after = obs._read_tables([T_POLICY])[T_POLICY]
+        exps = {obs._tag_rule(e).experiment for e in after}
         assert 42 in exps and 12 not in exps
         assert len(after) == len(before) - 2 + 2  # juno (wildcard + default) out, newexp in
         new_tag = next(m.rule.tag_id for m in rt.controller.tags.values()

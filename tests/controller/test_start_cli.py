@@ -15,7 +15,7 @@ from controller.drivers.p4runtime import P4RuntimeDriver
 from controller.p4runtime_client import TLSOptions
 from tests.conftest import BMV2_BIN, HAVE_BMV2
 from tests.controller.harness import DEVICE_JSON, HAVE_SOFT_CLI, P4INFO, ROOT
-from controller.launcher import free_tcp_port
+from controller.launcher import free_tcp_port, is_listening
 
 CONTROLLER = [sys.executable, "-m", "controller.cli"]
 
@@ -64,9 +64,7 @@ def test_start_launches_switch_and_answers_queries(tmp_path, kind):
     assert (tmp_path / "controller.sqlite").is_file()
     assert (tmp_path / "switch-logs" / "s1.log").is_file()
     # the launched switch was stopped with the controller
-    with pytest.raises(OSError):
-        import socket
-        socket.create_connection(("127.0.0.1", grpc_port), timeout=1).close()
+    assert not is_listening("127.0.0.1", grpc_port)
 
 
 def test_exit_codes(tmp_path):
@@ -75,7 +73,7 @@ def test_exit_codes(tmp_path):
     r = run("start", "--topology", str(tmp_path / "missing.yaml"), "--p4info", str(P4INFO),
             "--device-config", str(DEVICE_JSON), "--state-dir", str(tmp_path))
     assert r.returncode == 2 and "missing.yaml: cannot read" in r.stderr
-    r = run("start", "--switch", "tofino")
+    r = run("start", "--switch", "tofino3")  # not a target: bad usage
     assert r.returncode == 2
     r = run("start", "--p4info", str(tmp_path / "none.txtpb"), "--state-dir", str(tmp_path))
     assert r.returncode == 2 and "make p4" in r.stderr

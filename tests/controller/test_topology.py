@@ -88,7 +88,7 @@ def test_single_switch_builder():
     (("  - {node1: mon1, node2: s1, port2: 3}\n", ""), "host 'mon1': has no link"),
     (("  - {node1: s2, port1: 2, node2: s3, port2: 1}\n", ""), "not connected"),
     (("{node1: s1, port1: 4, node2: s2, port2: 1}", "{node1: s1, node2: s2, port2: 1}"), "port1 (port on switch 's1') is required"),
-    (("kind: p4}", "kind: tofino}"), "kind 'tofino'"),
+    (("kind: p4}", "kind: tofino3}"), "kind 'tofino3' is not one of p4, ovs, tofino"),
     (("port2: 3}", "port2: 255}"), "is its CPU port"),
 ])
 def test_validation_errors_name_the_cause(tmp_path, change, message):

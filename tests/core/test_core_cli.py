@@ -233,3 +233,36 @@ def test_help_everywhere(capsys, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_firefly_parse_shows_deviations_of_real_senders(capsys, tmp_path: Path) -> None:
+    import datetime as dt
+    from tests.core.real_senders import flowd_go, xrootd_pair
+    t0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
+    lines = [flowd_go("start", "192.0.2.1", 40000, "192.0.2.2", 1094, 3, 14, start=t0),
+             flowd_go("end", "192.0.2.1", 40000, "192.0.2.2", 1094, 3, 14, end=t0),
+             *xrootd_pair("start", "192.0.2.1", 40000, "192.0.2.2", 1094, 2, 3, start=t0, now=t0)]
+    path = tmp_path / "real.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, _ = run(capsys, "firefly", "parse", str(path))
+    assert code == 0, out
+    assert "1: ok start tcp 192.0.2.1:40000 -> 192.0.2.2:1094 experiment 3 (cms) activity 14 " \
+           "(Analysis Input) deviations: no-syslog-header\n" in out
+    assert "2: ok end " in out and "deviations: no-syslog-header,end-without-start-time\n" in out
+    assert "deviations: syslog-timestamp-nil,context-before-flow-id\n" in out
+    assert ("application flowd-go-v2.4.2: 2 accepted, deviations: end-without-start-time 1, "
+            "no-syslog-header 2\n") in out
+    assert out.rstrip().endswith("4 fireflies: 4 accepted, 0 rejected")
+    data = json.loads(run(capsys, "firefly", "parse", str(path), "--json")[1])
+    assert [r["deviations"] for r in data["results"]] == [
+        ["no-syslog-header"], ["no-syslog-header", "end-without-start-time"],
+        ["syslog-timestamp-nil", "context-before-flow-id"],
+        ["syslog-timestamp-nil", "context-before-flow-id"]]
+    assert data["deviations"] == {"context-before-flow-id": 2, "end-without-start-time": 1,
+                                  "no-syslog-header": 2, "syslog-timestamp-nil": 2}
+    assert data["applications"]["xrootd 5.8.1"]["accepted"] == 2
+    assert data["results"][1]["record"]["start_time"] is None
+    strict = run(capsys, "firefly", "parse", str(path), "--strict", "--json")
+    assert strict[0] == 2
+    assert [r.get("reason") for r in json.loads(strict[1])["results"]] == [
+        "no-syslog-header", "no-syslog-header", None, None]

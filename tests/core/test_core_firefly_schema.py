@@ -168,6 +168,10 @@ def test_strict_checks_agree_with_jsonschema(doc: dict) -> None:
     assert parsed_ok == schema_ok, doc
 
 
+_REPAIRABLE = {Deviation.ONGOING_WITHOUT_START_TIME, Deviation.END_WITHOUT_START_TIME,
+               Deviation.CURRENT_TIME_EMPTY, Deviation.END_TIME_EMPTY}
+
+
 @SETTINGS
 @given(mutated_docs())
 def test_lenient_only_adds_documented_deviations(doc: dict) -> None:
@@ -175,13 +179,20 @@ def test_lenient_only_adds_documented_deviations(doc: dict) -> None:
     lenient = _ours(doc, strict=False)
     if schema_ok:
         assert lenient is not None
-        assert Deviation.ONGOING_WITHOUT_START_TIME not in lenient
+        assert not _REPAIRABLE & set(lenient)
     elif lenient is not None:
-        # Only an ongoing message without (or with an empty) start-time may be let through,
-        # and it must be valid once a start-time is supplied.
-        assert Deviation.ONGOING_WITHOUT_START_TIME in lenient, doc
+        # Only missing/blank times may be let through (start-time on ongoing/end, current-time,
+        # end-time where the state does not need one), and the document must be valid once
+        # exactly those are repaired.
+        assert _REPAIRABLE & set(lenient), doc
         fixed = json.loads(json.dumps(doc))
-        fixed["flow-lifecycle"]["start-time"] = "2026-11-25T10:00:00Z"
+        life = fixed["flow-lifecycle"]
+        if {Deviation.ONGOING_WITHOUT_START_TIME, Deviation.END_WITHOUT_START_TIME} & set(lenient):
+            life["start-time"] = "2026-11-25T10:00:00Z"
+        if Deviation.CURRENT_TIME_EMPTY in lenient:
+            del life["current-time"]
+        if Deviation.END_TIME_EMPTY in lenient:
+            del life["end-time"]
         assert firefly_validator().is_valid(fixed), doc
 
 

@@ -134,7 +134,7 @@ def test_crash_then_clean_script(topo_copy):
     proc.kill()  # no chance to clean up
     proc.wait(10)
     assert leftovers(record)  # switch process, veths, the sleep in h1's namespace
-    out = subprocess.run([sys.executable, str(ROOT / "mininet" / "clean.py"), prefix],
+    out = subprocess.run([sys.executable, str(ROOT / "lab" / "clean.py"), prefix],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"lab {prefix}: ended" in out.stdout

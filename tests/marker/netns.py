@@ -1,6 +1,7 @@
 """Throwaway network namespaces for marker tests (nft and sockets run inside them)."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -67,3 +68,35 @@ def probe_label(ns: str, port: int, sport: int) -> int:
     env = {**os.environ}
     out = run_in(ns, sys.executable, "-c", LABEL_PROBE, str(port), str(sport), env=env).stdout
     return int(out.strip())
+
+
+def veth_pair() -> Iterator[tuple[str, str]]:
+    """Two fresh namespaces joined by a veth (`mkv0` in the first, 2001:db8:77::1, and `mkv1` in
+    the second, 2001:db8:77::2), auto flow labels off: yields (sender ns, receiver ns)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    tag = secrets.token_hex(3)
+    names = (f"mkt-{tag}a", f"mkt-{tag}b")
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", VETH[0], "netns", names[0], "type", "veth",
+                        "peer", "name", VETH[1], "netns", names[1]], check=True)
+        for name, intf, addr in zip(names, VETH, VETH_ADDRS):
+            run_in(name, "sysctl", "-qw", "net.ipv6.auto_flowlabels=0")
+            run_in(name, "ip", "link", "set", "lo", "up")
+            run_in(name, "ip", "-6", "addr", "add", f"{addr}/64", "dev", intf, "nodad")
+            run_in(name, "ip", "link", "set", intf, "up")
+        for name, intf, peer, peer_addr in ((names[0], VETH[0], names[1], VETH_ADDRS[1]),
+                                            (names[1], VETH[1], names[0], VETH_ADDRS[0])):
+            mac = json.loads(run_in(peer, "ip", "-j", "link", "show", VETH[VETH.index(intf) ^ 1]).stdout)[0]["address"]
+            # no neighbour discovery: a burst of first packets is not queued (and dropped) behind it
+            run_in(name, "ip", "-6", "neigh", "replace", peer_addr, "lladdr", mac, "dev", intf, "nud", "permanent")
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+VETH = ("mkv0", "mkv1")
+VETH_ADDRS = ("2001:db8:77::1", "2001:db8:77::2")

@@ -172,10 +172,21 @@ def test_scitags_program(source, tmp_path):
     for port in (1, 2, 3):
         sc.table_add(n("l2_forward"), [("exact", b(port, 6))], n("set_egress_port"),
                      [b(port, 2)])
-    sc.table_add(n("scitag_policy"), [("exact", b(37, 2)), ("ternary", b"\x05", b"\x3f")],
-                 n("count_tag"), [b(42, 2)], 10)
-    sc.table_add(n("scitag_policy"), [("exact", b(300, 2)), ("ternary", b"\x00", b"\x00")],
-                 n("count_tag_and_mirror"), [b(43, 2), b(7, 4)], 1)
+    from test_scitags_program import policy_match
+    keys = [t for p in doc["pipelines"] for t in p["tables"] if t["name"] == n("scitag_policy")][0]["key"]
+    compiled = len(keys) == 1
+    sc.table_add(n("scitag_policy"), policy_match([None] * len(keys), 37, 5), n("count_tag"), [b(42, 2)], 10)
+    sc.table_add(n("scitag_policy"), policy_match([None] * len(keys), 300, None),
+                 n("count_tag_and_mirror"), [b(43, 2), b(7, 2 if compiled else 4)], 1)
+    if compiled:  # the option's tags, and a trust scope that leaves 2001:db8::3 outside
+        sc.table_add(n("exthdr_policy"), [("ternary", b(37 << 8 | 5, 3), b(0xFFFFFF, 3))],
+                     n("count_tag"), [b(44, 2)], 10)
+        sc.table_add(n("exthdr_policy"), [("ternary", b(300 << 8, 3), b(0xFFFF00, 3))],
+                     n("count_tag_and_mirror"), [b(45, 2), b(7, 2)], 1)
+        sc.table_add(n("label_trust"), [("lpm", bytes.fromhex("20010db8" + "0" * 24), 64)],
+                     n("trust_label"), [])
+        sc.table_add(n("label_trust"), [("lpm", bytes.fromhex("20010db8" + "0" * 23 + "3"), 128)],
+                     n("distrust_label"), [])
     ff = sc.table_add(n("firefly_v6"),
                       [("exact", bytes.fromhex("20010db8" + "0" * 23 + "1")),
                        ("exact", bytes.fromhex("20010db8" + "0" * 23 + "2")),
@@ -199,12 +210,51 @@ def test_scitags_program(source, tmp_path):
     sc.send(1, raw(Ether(dst=b(2, 6)) / Dot1Q(vlan=4) / IP() / UDP(dport=10514) / Raw(b"f")))
     sc.send(1, v6(encode_label(37, 5), TCP())[:40])
     sc.send(1, raw(Ether(dst=b(3, 6)) / IP() / TCP()))
-    for i in range(8):
+    if compiled:
+        for frame in exthdr_corpus(b):
+            sc.send(1, frame)
+        sc.send(1, raw(Ether(dst=b(2, 6), src=b(1, 6)) /
+                       IPv6(src="2001:db8::3", dst="2001:db8::2", fl=encode_label(37, 5)) / TCP()))
+    for i in range(16):
         sc.read_counter(n("bucket_counter"), i)
-    sc.read_counter(n("tag_counter"), 42)
-    sc.read_counter(n("tag_counter"), 43)
+        if compiled:
+            sc.read_counter(n("firefly_bucket_counter"), i)
+    for cell in (42, 43, 44, 45):
+        sc.read_counter(n("tag_counter"), cell)
+        if compiled:
+            for c in ("exthdr_tag_counter", "untrusted_tag_counter", "confirmed_tag_counter"):
+                sc.read_counter(n(c), cell)
     sc.read_direct_counter(ff)
     check(sc, tmp_path)
+
+
+def exthdr_corpus(b) -> list[bytes]:
+    """IPv6 extension-header frames: flowd-go's three strategies byte for byte, options among
+    others, and the truncated and malformed ones the walk must count without crashing."""
+    def frame(first_nh: int, ext: bytes, l4: bytes = bytes(TCP(sport=1, dport=2)), label: int = 0,
+              cut: int | None = None) -> bytes:
+        f = raw(Ether(dst=b(2, 6), src=b(1, 6)) /
+                IPv6(src="2001:db8::1", dst="2001:db8::2", fl=label, nh=first_nh) / Raw(ext + l4 + b"p" * 20))
+        return f if cut is None else f[:cut]
+
+    def opt(nh: int, exp: int, act: int) -> bytes:
+        return bytes([nh, 0, 0x1E, 3, exp >> 8, exp & 0xFF, act, 0])
+    udp_ff = bytes(UDP(sport=5555, dport=10514))
+    return [
+        frame(0, opt(6, 37, 5)),                                  # hopbyhop
+        frame(60, opt(6, 37, 5), label=0x5A3C1),                  # destination, kernel label
+        frame(0, opt(60, 37, 5) + opt(6, 37, 5)),                 # hopbyhopdestination
+        frame(0, opt(17, 300, 9), l4=udp_ff),                     # whole experiment, firefly punted
+        frame(0, opt(6, 37, 5), label=encode_label(300, 1)),      # option and label disagree
+        frame(0, opt(6, 99, 1)),                                  # unregistered option
+        frame(0, bytes([6, 1, 5, 2, 0, 0, 0x1E, 3, 0, 37, 5, 1, 3, 0, 0, 0])),  # router alert, PadN
+        frame(0, bytes([6, 0, 0, 0x1E, 3, 0, 37, 5])),            # Pad1 first
+        frame(0, bytes([6, 2]) + bytes(22)),                      # 24 bytes: past the walk's limit
+        frame(0, bytes([6, 0, 1, 9, 0, 0, 0, 0])),                # PadN overruns its header
+        frame(0, bytes([6, 0, 0x1E, 7, 0, 37, 5, 0])),            # scitags type, wrong length
+        frame(0, opt(6, 37, 5), cut=14 + 40 + 5),                 # truncated inside the header
+        frame(0, opt(43, 37, 5)),                                 # then a routing header: no ports
+    ]
 
 
 def test_expressions_hashes_stacks_lookahead(tmp_path):

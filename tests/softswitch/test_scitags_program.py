@@ -52,6 +52,25 @@ class Sw:
         t = self.table(table)
         return self.e.table_add(t, match, self.action(t, action), args, prio)
 
+    def policy_match(self, experiment: int, activity: int | None) -> list:
+        """scitag_policy's key for a tag, whichever program this is: the compiled one matches
+        the raw flow label (ternary), the hand-built mirror experiment/activity fields."""
+        return policy_match(self.e.table_info(self.table("scitag_policy")).keys, experiment, activity)
+
+    def bucket(self, cell: int) -> tuple[int, int]:
+        """A bucket cell: the compiled program keeps the firefly buckets in their own counter."""
+        names = [n for n in self.e.counter_names() if n.endswith("bucket_counter")]
+        return tuple(sum(v) for v in zip(*(self.e.counter_read(n, cell) for n in names)))
+
+
+def policy_match(keys: list, experiment: int, activity: int | None) -> list:
+    if len(keys) == 1:  # flow_label, ternary
+        mask = 0x3FEFC if activity is not None else 0x3FE00
+        return [("ternary", (encode_label(experiment, activity or 0) & mask).to_bytes(3, "big"),
+                 mask.to_bytes(3, "big"))]
+    act, act_mask = (activity, 0x3F) if activity is not None else (0, 0)
+    return [("exact", experiment.to_bytes(2, "big")), ("ternary", bytes([act]), bytes([act_mask]))]
+
 
 def sources() -> list:
     return [pytest.param(scitags_like.program, id="hand-built"),
@@ -77,28 +96,25 @@ def v6(label: int, dst_mac: int = 2, l4=None, payload: bytes = b"p" * 64) -> byt
 
 
 def test_registered_tag_is_counted_and_forwarded(sw):
-    sw.add("scitag_policy", [("exact", (37).to_bytes(2, "big")), ("ternary", b"\x05", b"\x3f")],
-           "count_tag", [(42).to_bytes(2, "big")], prio=10)
+    sw.add("scitag_policy", sw.policy_match(37, 5), "count_tag", [(42).to_bytes(2, "big")], prio=10)
     f = v6(encode_label(37, 5))
     assert sw.e.process(1, f) == [(2, f)]
     assert sw.e.counter_read(sw.counter("tag_counter"), 42) == (1, len(f))
 
 
 def test_whole_experiment_entry_matches_any_activity(sw):
-    sw.add("scitag_policy", [("exact", (300).to_bytes(2, "big")), ("ternary", b"\x00", b"\x00")],
-           "count_tag", [(7).to_bytes(2, "big")], prio=1)
+    sw.add("scitag_policy", sw.policy_match(300, None), "count_tag", [(7).to_bytes(2, "big")], prio=1)
     for act in (0, 9, 63):
         sw.e.process(1, v6(encode_label(300, act)))
     assert sw.e.counter_read(sw.counter("tag_counter"), 7)[0] == 3
 
 
 def test_unmarked_and_unregistered_buckets(sw):
-    bucket = sw.counter("bucket_counter")
     f0, f1 = v6(0), v6(encode_label(5, 1))
     sw.e.process(1, f0)
     sw.e.process(1, f1)
-    assert sw.e.counter_read(bucket, scitags_like.BUCKET_UNMARKED) == (1, len(f0))
-    assert sw.e.counter_read(bucket, scitags_like.BUCKET_UNREGISTERED) == (1, len(f1))
+    assert sw.bucket(scitags_like.BUCKET_UNMARKED) == (1, len(f0))
+    assert sw.bucket(scitags_like.BUCKET_UNREGISTERED) == (1, len(f1))
 
 
 def test_firefly_is_punted_with_packet_in_and_forwarded(sw):
@@ -115,8 +131,9 @@ def test_firefly_is_punted_with_packet_in_and_forwarded(sw):
 
 def test_mirror_session_from_policy(sw):
     sw.e.clone_session_set(7, [(3, 0)])
-    sw.add("scitag_policy", [("exact", (1).to_bytes(2, "big")), ("ternary", b"\x00", b"\x00")],
-           "count_tag_and_mirror", [b"\x00\x01", (7).to_bytes(4, "big")], prio=1)
+    session_width = 2 if len(sw.e.table_info(sw.table("scitag_policy")).keys) == 1 else 4
+    sw.add("scitag_policy", sw.policy_match(1, None), "count_tag_and_mirror",
+           [b"\x00\x01", (7).to_bytes(session_width, "big")], prio=1)
     f = v6(encode_label(1, 2))
     assert sorted(sw.e.process(1, f)) == [(2, f), (3, f)]
 
@@ -135,8 +152,7 @@ def test_firefly_table_direct_counter(sw):
     sw.e.process(1, f)
     assert sw.e.direct_counter_read(t, h) == (1, len(f))
     # registered label (none here) vs firefly: counted as firefly-only
-    assert sw.e.counter_read(sw.counter("bucket_counter"),
-                             scitags_like.BUCKET_FIREFLY_ONLY)[0] == 1
+    assert sw.bucket(scitags_like.BUCKET_FIREFLY_ONLY)[0] == 1
 
 
 def test_packet_out_leaves_by_the_named_port_untouched(sw):

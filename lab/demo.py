@@ -5,7 +5,7 @@ Starts the default topology (topologies/single.yaml) with BMv2 when installed, e
 built-in softswitch ($SWITCH=soft|bmv2 or --switch to choose), starts the controller, runs a
 marked IPv6 transfer for two experiments, an IPv4 transfer described only by fireflies and
 unmarked traffic, prints the operator's counters table and exits 0. Everything is removed
-on exit, also after Ctrl-C; after a crash run mininet/clean.py.
+on exit, also after Ctrl-C; after a crash run lab/clean.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Remove what a crashed lab left (processes in its namespaces, switch processes, veths).
 
-    .venv/bin/python mininet/clean.py [PREFIX ...] [--force] [--json]
+    .venv/bin/python lab/clean.py [PREFIX ...] [--force] [--json]
 """
 from __future__ import annotations
 

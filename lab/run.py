@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Run a topology in Mininet with P4 target switches and open the Mininet CLI.
 
-    .venv/bin/python mininet/run.py [--topology topologies/single.yaml] [--switch auto|soft|bmv2]
+    .venv/bin/python lab/run.py [--topology topologies/single.yaml] [--switch auto|soft|bmv2]
         [--controller] [--no-cli]
 
 The switches are `softswitch` or BMv2 `simple_switch_grpc` processes listening for
 P4Runtime on 127.0.0.1:grpc_port; with --controller, `controller start` programs them.
-Everything is removed on exit (also Ctrl-C); after a crash run mininet/clean.py.
+Everything is removed on exit (also Ctrl-C); after a crash run lab/clean.py.
 """
 from __future__ import annotations
 

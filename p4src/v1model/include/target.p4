@@ -1,0 +1,11 @@
+/* What the shared control bodies (shared/control/) need from v1model. */
+#ifndef SCITAGS_V1MODEL_TARGET_P4
+#define SCITAGS_V1MODEL_TARGET_P4
+
+#define SCITAGS_COUNTER(name, size) counter(size, CounterType.packets_and_bytes) name
+#define SCITAGS_DIRECT_COUNTER(name) direct_counter(CounterType.packets_and_bytes) name
+#define SCITAGS_IDLE_TIMEOUT support_timeout = true
+#define SCITAGS_PARSER_ERROR (standard_metadata.parser_error != error.NoError)
+#define SCITAGS_DROP mark_to_drop(standard_metadata)
+
+#endif
