@@ -16,7 +16,9 @@ Per receiver:
   * capacity: the sender sends as fast as it can for a few seconds; fireflies accepted
     per second between the first and the last one delivered (parse + validate + deliver);
   * ladder: paced offered rates, stepping up until the first loss; the stated rate is the
-    highest offered rate with zero loss at it and at every lower step.
+    highest offered rate with zero loss at it and at every lower step;
+  * per CPU-second: fireflies delivered per second of CPU the receiver process used during
+    the capacity run (the figure other load on a shared machine disturbs least).
 
 The reference listener (scitags.plugins.firefly.run) is driven the way flowd runs it: its
 ThreadedUDPServer and handler unchanged, stdout to /dev/null (the handler prints every
@@ -87,6 +89,14 @@ def random_addresses(rng: random.Random, ipv6: bool) -> tuple[str, str]:
     return tuple(str(ipaddress.IPv4Address((10 << 24) | rng.getrandbits(24))) for _ in "sd")
 
 
+def random_flows(n: int, seed: int):
+    """(rng, src, dst, state) per datagram: IPv4 and IPv6 in turn, start/ongoing/end in turn."""
+    rng = random.Random(seed)
+    for i in range(n):
+        src, dst = random_addresses(rng, ipv6=bool(i % 2))
+        yield rng, src, dst, ("start", "ongoing", "end")[i % 3]
+
+
 def build_corpus(n: int, seed: int = 20251125) -> list[bytes]:
     """Fireflies built by the reference sender's own code (firefly_json + its syslog header)."""
     import scitags
@@ -95,12 +105,9 @@ def build_corpus(n: int, seed: int = 20251125) -> list[bytes]:
     sys.modules.setdefault("scitags.netlink.cache", None)
     with _reference_config(0):
         from scitags.backends import udp_firefly as ref
-    rng = random.Random(seed)
     now = dt.datetime.now(dt.timezone.utc)
     corpus = []
-    for i in range(n):
-        src, dst = random_addresses(rng, ipv6=bool(i % 2))
-        state = ("start", "ongoing", "end")[i % 3]
+    for rng, src, dst, state in random_flows(n, seed):
         start = (now - dt.timedelta(seconds=rng.randrange(1, 3600))).isoformat()
         flow = scitags.FlowID(state, "tcp", src, rng.randrange(1024, 65536), dst,
                               rng.choice([1094, 443, 2811]), rng.randrange(1, 15),
@@ -117,12 +124,9 @@ def build_corpus(n: int, seed: int = 20251125) -> list[bytes]:
 def build_flowd_go_corpus(n: int, seed: int = 20251201) -> list[bytes]:
     """flowd-go 2.4 default shape: bare JSON, start / end ("start-time": "") / ongoing+skOps."""
     from tests.core.real_senders import flowd_go
-    rng = random.Random(seed)
     now = dt.datetime.now(dt.timezone.utc)
     corpus = []
-    for i in range(n):
-        src, dst = random_addresses(rng, ipv6=bool(i % 2))
-        state = ("start", "ongoing", "end")[i % 3]
+    for rng, src, dst, state in random_flows(n, seed):
         start = now - dt.timedelta(seconds=rng.randrange(1, 3600), microseconds=rng.randrange(10**6))
         corpus.append(flowd_go(
             state, src, rng.randrange(1024, 65536), dst, rng.choice([1094, 443, 2811]),
@@ -142,6 +146,7 @@ class _Tally:
 
     def reset(self) -> None:
         self.count, self.first, self.last = 0, 0.0, 0.0
+        self.cpu0 = time.process_time()
 
     def hit(self) -> None:
         now = time.perf_counter()
@@ -160,8 +165,8 @@ def _serve(conn, tally: _Tally, extra=lambda: {}) -> None:
         if cmd == "reset":
             tally.reset()
             conn.send(True)
-        elif cmd == "snapshot":
-            conn.send((*tally.snapshot(), extra()))
+        elif cmd == "snapshot":  # with the process's CPU seconds since the reset
+            conn.send((*tally.snapshot(), extra(), time.process_time() - tally.cpu0))
         else:
             return
 
@@ -267,12 +272,15 @@ class Bench:
         conn.recv()
         self.sender_conn.send((address, rate, duration, self.corpus))
         sent, send_time = self.sender_conn.recv()
-        delivered, first, last, extra = self._settle(conn)
+        delivered, first, last, extra, cpu = self._settle(conn)
         span = last - first
         result = {"offered_per_s": rate if rate is not None else round(sent / send_time),
                   "sent": sent, "delivered": delivered, "lost": sent - delivered,
                   "loss_pct": round(100.0 * (sent - delivered) / sent, 3) if sent else 0.0,
-                  "delivered_per_s": round(delivered / span) if span > 0 else None}
+                  "delivered_per_s": round(delivered / span) if span > 0 else None,
+                  # fireflies per CPU-second of the receiver process: what other load on the
+                  # machine changes least
+                  "cpu_s": round(cpu, 3), "per_cpu_s": round(delivered / cpu) if cpu > 0 else None}
         if extra:
             result["rejected"] = extra.get("rejected_total")
         return result
@@ -324,6 +332,7 @@ class Bench:
                                              if s["offered_per_s"] == stated), None),
                 "loss_below_stated_rate": sum(s["lost"] for s in lower),
                 "saturation_per_s": max(saturated) if saturated else None,
+                "per_cpu_second": capacity["per_cpu_s"],
                 "overload": capacity, "ladder": steps}
 
 
@@ -333,6 +342,14 @@ def _has_orjson() -> bool:
     except ImportError:
         return False
     return True
+
+
+def write_results(path: str, results: dict[str, Any]) -> None:
+    """The figures as JSON at `path` (run_all.py gathers them)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 def _free_port() -> int:
@@ -391,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         "ours": ours, "ours_flowd_go": ours_go, "reference": ref,
         "ratio_zero_loss_rate": ratio("max_zero_loss_rate_per_s"),
         "ratio_saturation": ratio("saturation_per_s"),
+        "ratio_per_cpu_second": ratio("per_cpu_second"),
+        "ratio_per_cpu_second_flowd_go": ratio("per_cpu_second", ours_go),
         "ratio_zero_loss_rate_flowd_go": ratio("max_zero_loss_rate_per_s", ours_go),
         "ratio_saturation_flowd_go": ratio("saturation_per_s", ours_go),
         "target_per_s": TARGET_RATE, "target_ratio": TARGET_RATIO,
@@ -411,16 +430,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(loss at/below it: {ours['loss_below_stated_rate']} / {ref['loss_below_stated_rate']})")
     print(f"saturation      ours {ours['saturation_per_s'] or 0:>8,}/s   reference "
           f"{ref['saturation_per_s'] or 0:>8,}/s   ratio {results['ratio_saturation']}x")
+    print(f"per CPU-second  ours {ours['per_cpu_second'] or 0:>8,}   reference "
+          f"{ref['per_cpu_second'] or 0:>8,}   ratio {results['ratio_per_cpu_second']}x; flowd-go bare "
+          f"JSON {ours_go['per_cpu_second'] or 0:,} (ratio {results['ratio_per_cpu_second_flowd_go']}x)")
     print(f"flowd-go bare JSON: zero-loss {ours_go['max_zero_loss_rate_per_s']:>8,}/s "
           f"(ratio {results['ratio_zero_loss_rate_flowd_go']}x), saturation "
           f"{ours_go['saturation_per_s'] or 0:>8,}/s (ratio {results['ratio_saturation_flowd_go']}x)")
     print(f"target {TARGET_RATE:,}/s with zero loss and {TARGET_RATIO}x the reference: "
           f"{'met' if results['meets_target'] and results['meets_ratio'] else 'NOT met'}"
           f"   ({results['wall_seconds']} s)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -3,8 +3,9 @@
 on loopback, whose own count and sequence check decide what arrived):
 
 - export rate: firefly flow records submitted to the exporter at offered rates stepping up
-  (and once unpaced); the stated rate is the highest at which nfcapd received every record
-  (its flow count equals what was submitted, no sequence errors) at that and every lower step;
+  (and once unpaced); the stated rate is the highest achieved rate of the steps at which
+  nfcapd received every record (its flow count equals what was submitted, no sequence
+  errors), each lower step lossless too;
 - export cost on a counter poll with --flows live firefly flows (default 65,536): the
   controller's poll processing (controller.accounting.Accounting.apply_snapshot, then the poll
   listeners through controller.hooks.Hooks) on one switch reading in which every flow moved,
@@ -41,7 +42,7 @@ from controller.ipfix.feature import IpfixExport, IpfixSettings  # noqa: E402
 from controller.store import Store, TotalKey  # noqa: E402
 from tests.ipfix.collectors import HAVE_NFDUMP, MISSING_NFDUMP, Nfcapd  # noqa: E402
 
-RATE_LADDER = [10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000, 200_000]
+RATE_LADDER = [10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000, 200_000, 250_000, 300_000, 400_000]
 STEP_RECORDS = 100_000
 COLLECTOR_BUFFER = 4 << 20  # nfcapd -B: a 4 MiB receive buffer (net.core.rmem_max here)
 
@@ -75,6 +76,7 @@ def export_step(records: list[FlowRecord], rate: float | None, workdir: Path) ->
     flushed = exporter.flush(120)
     took = time.perf_counter() - t0
     exporter.stop()
+    time.sleep(2.0)  # nfcapd reads what is still in its socket buffer before it is stopped
     collector.stop()
     summary = collector.summary()
     got = int(summary.split("Flows: ")[1].split(",")[0]) if "Flows: " in summary else 0
@@ -100,7 +102,7 @@ def bench_rate(tmp: Path, n: int) -> dict:
               f"received {step['received']:,}/{n:,}, seq errors {step['sequence_errors']}", flush=True)
         if not step["lossless"]:
             break
-        best = step["achieved_per_s"]
+        best = max(best or 0, step["achieved_per_s"])
     return {"collector": "nfcapd (nfdump)", "records_per_step": n,
             "lossless_records_per_s": best, "unpaced": unpaced, "ladder": steps}
 

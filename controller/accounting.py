@@ -13,6 +13,7 @@ flow service's lock, then this one.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from typing import Callable, Iterable
@@ -20,12 +21,14 @@ from typing import Callable, Iterable
 from controller.drivers.base import BUCKETS, CounterSnapshot, Counts, FlowKey
 from controller.events import PollDeltas
 from controller.store import Store, TotalKey
+from controller.tags import TAG_SOURCES
 
 log = logging.getLogger(__name__)
 
 
-def tag_cell(tag_id: int) -> str:
-    return f"tag:{tag_id}"
+def tag_cell(tag_id: int, source: str = "flowlabel") -> str:
+    """The baseline cell of a tag counter: "tag:N" (flow labels, as always), "tag:exthdr:N"..."""
+    return f"tag:{tag_id}" if source == "flowlabel" else f"tag:{source}:{tag_id}"
 
 
 def bucket_cell(name: str) -> str:
@@ -89,11 +92,13 @@ class Accounting:
         """After the tag rules were written: cells no longer used lose their baseline;
         cells new to this controller, or zeroed by the driver, start from 0."""
         with self.lock:
+            sources = TAG_SOURCES.values()
             before = {c for (s, c) in self.baselines if s == switch and c.startswith("tag:")}
-            want = {tag_cell(t) for t in wanted}
+            want = {tag_cell(t, src) for t in wanted for src in sources}
             for cell in before - want:
                 self.drop_baseline(switch, cell)
-            for cell in (want - before) | ({tag_cell(t) for t in zeroed} & want):
+            zeroed_cells = {tag_cell(t, src) for t in zeroed for src in sources}
+            for cell in (want - before) | (zeroed_cells & want):
                 self._set_baseline(switch, cell, Counts())
 
     def _set_baseline(self, switch: str, cell: str, value: Counts) -> None:
@@ -147,11 +152,14 @@ class Accounting:
         out = PollDeltas(sw, snap.taken_at, dt)
         deltas: dict[TotalKey, Counts] = collections.defaultdict(Counts)
         with self.lock:
-            for tag_id, total_key in (tag_keys or {}).items():
-                d = self._delta(sw, tag_cell(tag_id), snap.tags.get(tag_id, Counts()))
-                if d.packets or d.bytes:
-                    deltas[total_key] += d
-                    out.tags[tag_id] = d
+            for cells, source in TAG_SOURCES.items():  # the per-tag counters, same cells
+                reading, moved = getattr(snap, cells), getattr(out, cells)
+                for tag_id, total_key in (tag_keys or {}).items():
+                    d = self._delta(sw, tag_cell(tag_id, source), reading.get(tag_id, Counts()))
+                    if d.packets or d.bytes:
+                        key = total_key if source == "flowlabel" else dataclasses.replace(total_key, source=source)
+                        deltas[key] += d
+                        moved[tag_id] = d
             for name in BUCKETS:
                 d = self._delta(sw, bucket_cell(name), snap.buckets.get(name, Counts()))
                 if d.packets or d.bytes:

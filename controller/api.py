@@ -32,7 +32,9 @@ class ControllerCollector:
     def collect(self):
         labels = ["switch", "experiment", "activity", "source"]
         b = CounterMetricFamily("scitags_bytes", "Bytes counted per experiment and activity "
-                                "(source: flowlabel = IPv6 flow-label tag, firefly = firefly-declared flow).",
+                                "(source: flowlabel = IPv6 flow-label tag, exthdr = IPv6 extension-header "
+                                "option, firefly = firefly-declared flow, untrusted-label = a label from "
+                                "outside the trust scope, as it would have been counted).",
                                 labels=labels)
         p = CounterMetricFamily("scitags_packets", "Packets counted per experiment and activity.",
                                 labels=labels)
@@ -43,6 +45,19 @@ class ControllerCollector:
                                  labels=["switch", "bucket"])
         bp = CounterMetricFamily("scitags_bucket_packets", "Packets per bucket.", labels=["switch", "bucket"])
         agg: dict[tuple, list[float]] = {}
+        label_labels = ["switch", "experiment", "activity"]
+        confirmed = CounterMetricFamily(
+            "scitags_label_confirmed_bytes", "Flow-label bytes of firefly flows that declared the "
+            "same experiment/activity (the rest of scitags_bytes{source=flowlabel} is claimed).",
+            labels=label_labels)
+        background = GaugeMetricFamily(
+            "scitags_label_background_bytes", "Estimated bytes of random (kernel) flow labels in "
+            "scitags_bytes{source=flowlabel}, from the unregistered bucket (controller/README.md).",
+            labels=label_labels)
+        background_p = GaugeMetricFamily(
+            "scitags_label_background_packets", "Estimated packets of random flow labels in "
+            "scitags_packets{source=flowlabel}.", labels=label_labels)
+        label_agg: dict[tuple, list[float]] = {}
         for r in self.c.counter_rows():
             if r["source"] == "bucket":
                 bb.add_metric([r["switch"], r["bucket"]], r["bytes"])
@@ -54,11 +69,29 @@ class ControllerCollector:
             acc[0] += r["bytes"]
             acc[1] += r["packets"]
             acc[2] += r["rate_bps"] / 8
+            if r["source"] == "flowlabel":
+                lab = label_agg.setdefault(key[:3], [0, 0.0, 0.0])
+                lab[0] += r["confirmed_bytes"]
+                lab[1] += r["background_bytes"] or 0.0
+                lab[2] += r["background_packets"] or 0.0
         for key, (nbytes, npackets, r_bps) in agg.items():
             b.add_metric(list(key), nbytes)
             p.add_metric(list(key), npackets)
             rate.add_metric(list(key), r_bps)
         yield from (b, p, rate, bb, bp)
+        for key, (conf, bg_bytes, bg_packets) in label_agg.items():
+            confirmed.add_metric(list(key), conf)
+            background.add_metric(list(key), bg_bytes)
+            background_p.add_metric(list(key), bg_packets)
+        yield from (confirmed, background, background_p)
+        trust = self.c.label_trust_status()
+        scope = GaugeMetricFamily(
+            "scitags_label_trust_scope_configured", "1 when the switch counts flow labels as tags "
+            "only from a trust scope (verified); 0: every label counts, label counts unverified.",
+            labels=["switch"])
+        for name, t in trust["switches"].items():
+            scope.add_metric([name], 1 if t["label_counts"] == "verified" else 0)
+        yield scope
 
         ff = self.c.firefly_status()
         acc_m = CounterMetricFamily("scitags_fireflies_accepted", "Fireflies accepted by the protection policy.")
@@ -135,7 +168,9 @@ class ApiServer:
                         self._json(200, api.controller.status())
                     elif url.path == "/api/v1/counters":
                         self._json(200, {"counters": api.controller.counter_rows(
-                            q.get("switch"), q.get("experiment"), q.get("activity"))})
+                            q.get("switch"), q.get("experiment"), q.get("activity")),
+                            "label_trust": api.controller.label_trust_status(),
+                            "label_background": api.controller.label_background()})
                     elif url.path == "/api/v1/flows":
                         recent = int(q.get("recent", "50"))
                         self._json(200, api.controller.flow_rows(max(0, min(recent, 10000))))

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from controller import queries
+from controller import label_trust, queries
 from controller.accounting import Accounting
 from controller.drivers.base import (ConnectionLost, CounterSnapshot, DriverError, FireflyPacket,
                                      FlowIdle, MastershipChanged, SwitchDriver, SwitchReset,
@@ -55,8 +55,13 @@ class Controller:
                  registry_refresh_s: float = 0.0,
                  registry_refresher: Callable[[], Registry] | None = None,
                  reconcile_interval_s: float = DEFAULT_INTERVAL_S,
-                 hooks: Hooks | None = None) -> None:
+                 hooks: Hooks | None = None,
+                 label_trust: dict[str, tuple[str, ...] | None] | None = None,
+                 experiment_wildcard: bool = True) -> None:
+        """label_trust: the flow-label trust scope per switch (controller/label_trust.py);
+        experiment_wildcard: a counting rule per experiment for its unregistered activities."""
         self.topology = topology
+        self.label_trust = {name: (label_trust or {}).get(name) for name in drivers}
         self.store = store
         self.registry_loader = registry_loader
         self.registry_refresher = registry_refresher
@@ -75,12 +80,12 @@ class Controller:
         self.policy = FireflyPolicy(policy or PolicyConfig())
         self.switches = {name: SwitchSession(name, d) for name, d in drivers.items()}
         self.accounting = Accounting(store)
-        self.tagbook = TagBook(store, mirror)
+        self.tagbook = TagBook(store, mirror, experiment_wildcard)
         self.flow_service = FlowService(topology, self.switches, store, self.accounting,
                                         self.tagbook, self.policy, self.hooks, self.stats,
                                         firefly_stats=self.firefly_stats)
         self.reconciler = Reconciler(topology, self.tagbook, self.flow_service, self.accounting,
-                                     self.stats)
+                                     self.stats, self.label_trust)
         for s in self.switches.values():
             s.driver.set_event_handler(self.on_event)
         self._events: queue.Queue = queue.Queue(maxsize=QUEUE_MAX)
@@ -309,7 +314,21 @@ class Controller:
     # ================= queries =================
     def counter_rows(self, switch: str | None = None, experiment: str | None = None,
                      activity: str | None = None) -> list[dict]:
-        return queries.counter_rows(self.accounting, switch, experiment, activity)
+        return queries.counter_rows(self.accounting, switch, experiment, activity, self._label_view())
+
+    def label_background(self) -> dict:
+        """Per switch the estimated random-label share of the flow-label counts."""
+        return queries.background_summary(self.accounting, self._label_view())
+
+    def _label_view(self) -> queries.LabelView:
+        trust = self.label_trust_status()
+        return queries.LabelView(self.tagbook.identity,
+                                 [(r.experiment, r.activity) for r in self.tagbook.rules()],
+                                 {n: s["label_counts"] == "verified" for n, s in trust["switches"].items()})
+
+    def label_trust_status(self) -> dict:
+        """Per switch the trust scope and whether its label counts are verified."""
+        return label_trust.status(self.label_trust, {n: s.driver for n, s in self.switches.items()})
 
     def flow_rows(self, recent: int = 50) -> dict:
         return queries.flow_rows(self.flow_service.rows(), self.store, recent)
@@ -326,6 +345,8 @@ class Controller:
             "stats": dict(self.stats),
             "fireflies": self.firefly_status(),
             "reconcile_interval_s": self.reconcile_interval_s,
+            "label_trust": self.label_trust_status(),
+            "experiment_wildcard": self.tagbook.experiment_wildcard,
         }
         if self.hooks.errors:
             out["hook_errors"] = dict(self.hooks.errors)

@@ -45,7 +45,9 @@ def _human(n: float) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("counters", help="packets, bytes and rate per experiment and activity",
                        description="Counts from the running controller, per switch, experiment, "
-                       "activity and source (flowlabel tag / firefly flow), plus the buckets.")
+                       "activity and source (flowlabel tag / exthdr option / untrusted-label / firefly flow), "
+                       "plus the buckets; BACKGROUND: the estimated random-label bytes in a flowlabel "
+                       "row, CONFIRMED: its bytes on firefly flows that declared the same tag.")
     c.add_argument("--switch", help="only this switch")
     c.add_argument("--experiment", help="only this experiment (name or id)")
     c.add_argument("--activity", help="only this activity (name or id)")
@@ -83,6 +85,7 @@ def run_counters(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return ExitCode.OK
+    print(label_trust_line(data.get("label_trust")))
     if not rows:
         print("no traffic counted yet" + (" (for these filters)" if args.switch or args.experiment
                                           or args.activity else ""))
@@ -95,10 +98,26 @@ def run_counters(args: argparse.Namespace) -> int:
             exp = f"{r['experiment']} ({r['experiment_id']})"
             act = r["activity"] if r["activity_id"] is None else f"{r['activity']} ({r['activity_id']})"
             what = (exp, act, r["source"])
-        table.append([r["switch"], *what, r["packets"], r["bytes"], _human(r["rate_bps"]) + "b/s",
-                      r["registry"]])
-    print_table(["SWITCH", "EXPERIMENT", "ACTIVITY", "SOURCE", "PACKETS", "BYTES", "RATE", "REGISTRY"], table)
+        bg = r.get("background_bytes")
+        table.append([r["switch"], *what, r["packets"], r["bytes"],
+                      "" if bg is None else _human(bg),
+                      _human(r["confirmed_bytes"]) if "confirmed_bytes" in r else "",
+                      _human(r["rate_bps"]) + "b/s", r["registry"]])
+    print_table(["SWITCH", "EXPERIMENT", "ACTIVITY", "SOURCE", "PACKETS", "BYTES", "BACKGROUND",
+                 "CONFIRMED", "RATE", "REGISTRY"], table)
     return ExitCode.OK
+
+
+def label_trust_line(trust: dict | None) -> str:
+    """The counters' header: whether flow-label counts come from a trust scope."""
+    if trust is None:
+        return "label counts: unverified (the controller does not report a trust scope)"
+    if trust["label_counts"] == "verified":
+        scopes = sorted({p for s in trust["switches"].values() for p in s["trust_labels_from"]})
+        return f"label counts: verified (flow labels trusted only from {', '.join(scopes)})"
+    where = ", ".join(trust["unverified_switches"])
+    return (f"label counts: UNVERIFIED on {where}: no trust scope (--trust-labels-from), any random "
+            f"kernel flow label may be counted; BACKGROUND estimates it (bytes)")
 
 
 def run_flows(args: argparse.Namespace) -> int:
@@ -123,6 +142,12 @@ def run_flows(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _repairs(switch: dict) -> str:
+    """Drift repaired by the periodic reconcile, by kind/change ("-" when none)."""
+    repairs = (switch.get("reconcile") or {}).get("repairs") or {}
+    return ", ".join(f"{k} {n}" for k, n in repairs.items()) or "-"
+
+
 def run_status(args: argparse.Namespace) -> int:
     data = _query(args, "/api/v1/status")
     if data is None:
@@ -132,8 +157,10 @@ def run_status(args: argparse.Namespace) -> int:
         return ExitCode.OK
     reg = data.get("registry") or {}
     print(f"registry {reg.get('identity')} ({reg.get('tags')} tag rules), {data['flows_live']} live flows")
-    print_table(["SWITCH", "STATUS", "PRIMARY", "SYNCS", "PUSHES", "ERROR"],
-                [[n, s["status"], s["primary"], s["syncs"], s["pipeline_pushes"], s["error"] or ""]
+    print(label_trust_line(data.get("label_trust")))
+    print_table(["SWITCH", "STATUS", "PRIMARY", "SYNCS", "PUSHES", "RECONCILES", "REPAIRS", "ERROR"],
+                [[n, s["status"], s["primary"], s["syncs"], s["pipeline_pushes"],
+                  (s.get("reconcile") or {}).get("passes", ""), _repairs(s), s["error"] or ""]
                  for n, s in data["switches"].items()])
     ff = data["fireflies"]
     refused = ", ".join(f"{k} {v}" for k, v in ff["refused"].items() if v) or "none"

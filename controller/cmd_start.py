@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", help="client key")
     p.add_argument("--mirror", action="append", metavar="EXP[/ACT]",
                    help="copy this tag's traffic to the monitor port (repeatable)")
+    p.add_argument("--trust-labels-from", action="append", metavar="PREFIX",
+                   help="count IPv6 flow labels as tags only from this source prefix (repeatable; "
+                   "others go to the untrusted_label bucket; default: every label, unverified)")
+    p.add_argument("--experiment-wildcard", choices=["on", "off"],
+                   help="count an experiment's unregistered activities under its wildcard row "
+                   "(default on; off: exact experiment/activity pairs only, 1/8 of the random-label "
+                   "background)")
     p.add_argument("--firefly-listen", metavar="HOST:PORT",
                    help="UDP firefly receiver (default [::]:10514, IPv4 and IPv6; 'off' for in-band only)")
     p.add_argument("--accept-source", action="append", metavar="PREFIX",
@@ -85,6 +92,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "launch", "switch_binary", "p4info", "device_config", "state_dir", "api", "poll_interval_s",
         "reconcile_interval_s", "election_id", "firefly_listen", "device_config_format", "tofino_chip")}
     o["mirror"] = args.mirror
+    o["trust_labels_from"] = args.trust_labels_from
+    o["experiment_wildcard"] = None if args.experiment_wildcard is None else args.experiment_wildcard == "on"
     o["firefly.accept_sources"] = args.accept_source
     o["firefly.rate_per_source"] = args.rate_per_source
     o["firefly.burst"] = args.burst

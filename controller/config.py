@@ -26,6 +26,10 @@ reconcile_interval_s: 10     # read back what the controller owns and repair dri
 election_id: null            # default: earlier-started controllers win (primary/backup)
 tls: {cacert: ca.pem, cert: client.pem, key: client.key}
 mirror: ["cms", "atlas/perfSONAR"]   # tags whose traffic is copied to the monitor port
+trust_labels_from: ["2001:db8:1::/48"]  # flow labels are tags only from these IPv6 sources
+                             # (controller/label_trust.py; a topology switch may set its own)
+experiment_wildcard: on      # also count an experiment's unregistered activities (~8x the
+                             # random-label background of the exact pairs; README "Background")
 firefly:
   listen: "[::]:10514"       # UDP receiver (dual-stack); null = only fireflies seen in band (packet-ins)
   accept_sources: ["10.0.0.0/8", "2001:db8::/32"]   # empty = any sender
@@ -47,6 +51,7 @@ from typing import Any, Iterable
 import yaml
 
 from controller.firefly_policy import PolicyConfig
+from controller.label_trust import parse_scope
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_P4INFO = REPO / "p4src/build/v1model/scitags.p4info.txtpb"
@@ -88,6 +93,8 @@ class ControllerConfig:
     election_id: int | None = None
     tls: TLSConfig | None = None
     mirror: list[str] = field(default_factory=list)
+    trust_labels_from: list[str] | None = None  # None: no trust scope (label_trust.py)
+    experiment_wildcard: bool = True  # per-experiment rule for unregistered activities
     firefly_listen: str | None = "[::]:10514"  # dual-stack: IPv4 and IPv6 senders
     firefly: PolicyConfig = field(default_factory=PolicyConfig)
     switch_binary: str | None = None  # override the launched executable
@@ -100,18 +107,24 @@ class ControllerConfig:
             raise ConfigError(f"launch {self.launch!r} is not one of {', '.join(LAUNCH_MODES)}")
         if self.switch == "ovs":
             self._validate_ovs()
-        if self.switch == "tofino" and (self.topology or self.launch == "always"):
-            raise ConfigError("switch tofino is the single-switch form, attached to, never launched: "
-                              "in a topology, give the switch `kind: tofino`; launch auto or never")
         elif self.openflow:
             raise ConfigError(f"openflow {self.openflow!r} is for switch ovs (--switch ovs); "
                               "a topology's OVS switches take `openflow:` in their entry")
+        if self.switch == "tofino" and (self.topology or self.launch == "always"):
+            raise ConfigError("switch tofino is the single-switch form, attached to, never launched: "
+                              "in a topology, give the switch `kind: tofino`; launch auto or never")
         for what, addr in (("grpc_addr", self.grpc_addr), ("api", self.api)):
             split_addr(addr, what)
         if self.firefly_listen:
             split_addr(self.firefly_listen, "firefly.listen")
         if self.poll_interval_s <= 0:
             raise ConfigError("poll_interval_s must be positive")
+        scope = parse_scope(self.trust_labels_from, "trust_labels_from")  # ValueError -> caller
+        self.trust_labels_from = None if scope is None else list(scope)
+        if isinstance(self.experiment_wildcard, str) and self.experiment_wildcard in ("on", "off"):
+            self.experiment_wildcard = self.experiment_wildcard == "on"
+        if not isinstance(self.experiment_wildcard, bool):
+            raise ConfigError(f"experiment_wildcard {self.experiment_wildcard!r} is not on or off")
         if not isinstance(self.reconcile_interval_s, (int, float)) or self.reconcile_interval_s < 0:
             raise ConfigError("reconcile_interval_s must be a number of seconds >= 0 (0: only on reconnect)")
         try:
@@ -203,5 +216,11 @@ def load_config(path: str | None, overrides: dict[str, Any],
             value = getattr(cfg, key)
             if key in data and value and not Path(value).is_absolute() and (base / value).exists():
                 setattr(cfg, key, str(base / value))
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ConfigError:
+        raise
+    except ValueError as exc:  # trust_labels_from: say where the value came from
+        given_here = "trust_labels_from" in overrides and overrides["trust_labels_from"] is not None
+        raise ConfigError(f"{'command line' if given_here else where}: {exc}") from None
     return cfg

@@ -61,3 +61,7 @@ class PollDeltas:
     tags: dict[int, Counts] = field(default_factory=dict)
     buckets: dict[str, Counts] = field(default_factory=dict)
     flows: dict[FlowKey, Counts] = field(default_factory=dict)
+    # the other per-tag counters, by tag id (controller.tags.TAG_SOURCES)
+    exthdr_tags: dict[int, Counts] = field(default_factory=dict)
+    untrusted_tags: dict[int, Counts] = field(default_factory=dict)
+    confirmed_tags: dict[int, Counts] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from controller.hooks import Hooks
 from controller.store import Store, TotalKey
 from controller.tags import TagBook
 from controller.topology import Topology
+from p4schema.constants import FIREFLY_ACTIVITY_MAX, FIREFLY_EXPERIMENT_MAX
 from scitags_core.firefly import FireflyRecord, FlowState
 from scitags_core.firefly_dedup import FireflyDeduplicator
 from scitags_core.firefly_stats import FireflyStats
@@ -122,7 +123,8 @@ class FlowService:
                 return "ended"
             self.stats["fireflies_end_unknown"] += 1
             return "end-unknown"
-        if not (0 <= rec.experiment_id <= 0xFFFF and 0 <= rec.activity_id <= 0xFF):
+        if not (0 <= rec.experiment_id <= FIREFLY_EXPERIMENT_MAX
+                and 0 <= rec.activity_id <= FIREFLY_ACTIVITY_MAX):
             self.policy.refuse("not-markable", sender,
                                f"experiment {rec.experiment_id} / activity {rec.activity_id}")
             return "refused"

@@ -29,8 +29,11 @@ DEFAULT_INTERVAL_S = 10.0
 
 class Reconciler:
     def __init__(self, topology: Topology, tags: TagBook, flows: FlowService,
-                 accounting: Accounting, stats: collections.Counter) -> None:
+                 accounting: Accounting, stats: collections.Counter,
+                 label_trust: dict[str, tuple[str, ...] | None] | None = None) -> None:
+        """label_trust: the trust scope per switch (controller/label_trust.py; absent: none)."""
         self.topology = topology
+        self.label_trust = dict(label_trust or {})
         self.tags = tags
         self.flows = flows
         self.accounting = accounting
@@ -44,13 +47,15 @@ class Reconciler:
                           topo.monitor_port(switch))
 
     def desired(self, switch: str) -> DesiredState:
-        return DesiredState(self.forwarding(switch), self.tags.rules(), self.flows.desired(switch))
+        return DesiredState(self.forwarding(switch), self.tags.rules(), self.flows.desired(switch),
+                            self.label_trust.get(switch))
 
-    def _pass(self, s: SwitchSession, count_repairs: bool) -> None:
-        """One read-diff-write on a switch (caller holds s.lock)."""
+    def _pass(self, s: SwitchSession, count_repairs: bool, read: object | None = None) -> None:
+        """One read-diff-write on a switch (caller holds s.pass_lock and s.lock); `read`
+        from driver.read_back() (None: the driver reads now)."""
         desired = self.desired(s.name)
-        s.tag_epoch += 1
-        result = s.driver.reconcile(desired)
+        s.tag_epoch += 1  # a counter read spanning the tag writes skips the tag cells
+        result = s.driver.reconcile(desired, read)
         if result.repairs.get(("tag", "missing")) or result.repairs.get(("tag", "modified")) \
                 or result.repairs.get(("tag", "extra")):
             s.tag_epoch += 1
@@ -67,7 +72,8 @@ class Reconciler:
         d = s.driver
         if not self.primary_ever:
             self.accounting.reload_unless_counted()
-        with s.lock:
+        events = s.events
+        with s.pass_lock, s.lock:
             s.status = "syncing"
             pushed = d.ensure_pipeline()
             if pushed:
@@ -87,6 +93,12 @@ class Reconciler:
             s.cookie = d.pipeline_cookie()
             s.last_check = time.monotonic()
             s.syncs += 1
+            if s.events != events or not d.is_primary:
+                # mastership moved (or the stream broke) during the sync: the supervisor
+                # looks again (backup, or another full sync)
+                log.warning("switch %s: mastership or connection changed during the sync", s.name)
+                s.wake.set()
+                return
             s.status, s.error, s.ready = "ready", None, True
             self.primary_ever = True
         if adopt:  # adopted flows go to the other switches of their path too (one lock at a time)
@@ -98,24 +110,30 @@ class Reconciler:
                  "pushed" if pushed else "kept", len(self.tags.tags), self.flows.count_on(s.name))
 
     def periodic(self, s: SwitchSession) -> None:
-        """Read back and repair drift; never as backup (the primary owns the switch)."""
-        with s.lock:
+        """Read back and repair drift; never as backup (the primary owns the switch). The
+        read-back runs without the session lock: fireflies keep being installed meanwhile."""
+        with s.pass_lock:
             if not s.ready or not s.driver.is_primary:
                 return
             if not s.driver.reconciles_cheaply:
                 s.last_reconcile = time.monotonic()
                 return
             try:
-                self._pass(s, count_repairs=True)
+                read = s.driver.read_back()
+                with s.lock:
+                    if not s.ready or not s.driver.is_primary:
+                        return  # lost or demoted during the read: the re-sync does it
+                    self._pass(s, count_repairs=True, read=read)
             except SwitchUnreachable as exc:
                 log.warning("switch %s: reconcile: %s", s.name, exc)
                 s.lost()
-            except DriverError as exc:
+            except Exception as exc:  # noqa: BLE001 - the supervisor must survive: retry next interval
                 self.stats["switch_errors"] += 1
                 s.last_reconcile = time.monotonic()
-                log.warning("switch %s: reconcile failed: %s", s.name, exc)
+                log.warning("switch %s: reconcile failed: %s", s.name, exc,
+                            exc_info=not isinstance(exc, DriverError))
 
     def resync_tags(self, s: SwitchSession) -> None:
         """After a registry refresh: write the new tag rules (not counted as repairs)."""
-        with s.lock:
+        with s.pass_lock, s.lock:
             self._pass(s, count_repairs=False)

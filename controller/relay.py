@@ -4,7 +4,7 @@ Sites send fireflies to the flow's destination and to a central collector (flowd
 `fireflyReceivers`; the scitags firefly-collector is Logstash on UDP 10514 and expects the
 RFC 5424 header). The controller sees them all, so it can be the gateway:
 - each accepted firefly is forwarded once (per target) as a schema-valid v1 message with
-  the RFC 5424 header: the known deviations repaired (firefly_build.repaired), the
+  the RFC 5424 header: the known deviations repaired (firefly_build.repairs), the
   sender's application kept;
 - an `end` is held until the controller has removed the flow (at most END_WAIT_S) so that
   `usage` carries what the network saw (bytes at the first and last switch of the path);
@@ -13,7 +13,9 @@ RFC 5424 header). The controller sees them all, so it can be the gateway:
 
 Never blocks the controller: the hooks only append to a bounded queue (drops counted as
 `queue-full`); one relay thread owns all other state, encodes, rate-limits (token bucket)
-and sends on non-blocking sockets (drops counted as `send-buffer-full`, `send-error`).
+and sends on non-blocking sockets (drops counted as `send-buffer-full`, `send-error`). It
+works in batches, GATHER_S after the first item, so that encoding does not compete for the
+interpreter with the firefly the controller is installing at that moment.
 Wiring (RelayExtension, controller/extensions.py): FireflyRelay.on_firefly(record, peer)
 from the firefly-accepted hook, FireflyRelay.on_flow_ended(FlowEnded(...)) from the
 flow-lifecycle listener; `controller start --relay HOST:PORT` (repeatable) or YAML
@@ -23,7 +25,6 @@ flow-lifecycle listener; `controller start --relay HOST:PORT` (repeatable) or YA
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 import errno
 import ipaddress
@@ -35,13 +36,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from scitags_core.firefly import FIREFLY_PORT, FireflyRecord, FlowState, Protocol
-from scitags_core.firefly_build import DEFAULT_APPLICATION, build_firefly, encode_record, repaired
-from scitags_core.firefly_dedup import FireflyDeduplicator
+from scitags_core.firefly_build import DEFAULT_APPLICATION, build_firefly, encode_record, repairs
+from scitags_core.firefly_dedup import FireflyDeduplicator, directed_flow
 from controller.extensions import Extension
 
 log = logging.getLogger(__name__)
 
 END_WAIT_S = 1.0  # how long an end firefly waits for the flow's final counters
+GATHER_S = 0.02  # after waking, let a burst gather: relaying is off the firefly->entry path
+BATCH = 256  # items taken from the queue at once (also wakes a gathering relay thread)
 DEFAULT_RATE_PER_S = 5000.0
 DEFAULT_BURST = 500
 DEFAULT_MAX_QUEUE = 4096  # items are parsed records (a few hundred bytes each)
@@ -99,9 +102,14 @@ class FlowEnded:
     application: str | None = None
 
     @property
-    def flow_key(self) -> tuple:
-        return (Protocol(self.protocol), ipaddress.ip_address(self.src_ip), self.src_port,
-                ipaddress.ip_address(self.dst_ip), self.dst_port)
+    def flow_id(self) -> tuple:
+        """The flow as _flow_id gives it for its fireflies."""
+        return directed_flow(Protocol(self.protocol), ipaddress.ip_address(self.src_ip), self.src_port,
+                             ipaddress.ip_address(self.dst_ip), self.dst_port)
+
+
+def _flow_id(record: FireflyRecord) -> tuple:
+    return directed_flow(record.protocol, record.src_ip, record.src_port, record.dst_ip, record.dst_port)
 
 
 def _utc(seconds: float) -> dt.datetime:
@@ -127,7 +135,8 @@ class FireflyRelay:
             raise ValueError("a relay needs at least one target")
         if rate_per_s <= 0 or burst < 1 or max_queue < 1 or end_wait_s < 0:
             raise ValueError("relay rate_per_s, burst and max_queue must be positive")
-        self.rate_per_s, self.burst, self.max_queue, self.end_wait_s = rate_per_s, burst, max_queue, end_wait_s
+        self.rate_per_s, self.burst = rate_per_s, burst
+        self.max_queue, self.end_wait_s = max_queue, end_wait_s
         self.hostname = hostname or socket.gethostname() or None
         self._clock, self._wall = clock, wall
         self._addresses = [self._resolve(t) for t in self.targets]  # ValueError now, not later
@@ -135,6 +144,7 @@ class FireflyRelay:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._idle = False  # the relay thread waits for work (hooks wake it only then)
         self._sockets: dict[int, socket.socket] = {}
         # owned by the relay thread
         self._tokens, self._refilled = float(burst), clock()
@@ -213,7 +223,8 @@ class FireflyRelay:
                 self.dropped["queue-full"] += 1
                 return False
             self._queue.append(item)
-            self._cond.notify()
+            if self._idle or len(self._queue) >= BATCH:  # else the relay thread is gathering
+                self._cond.notify()
         return True
 
     # -- the relay thread ------------------------------------------------------------
@@ -221,18 +232,28 @@ class FireflyRelay:
         while True:
             with self._cond:
                 if not self._queue and not self._stopping:
+                    self._idle = True
                     self._cond.wait(self._next_deadline())
-                item = self._queue.popleft() if self._queue else None
+                    self._idle = False
+                    if self._queue and not self._stopping:
+                        # Let the controller finish applying what it just handed over before
+                        # taking the interpreter for encoding (GIL): woken early only by a
+                        # full batch or stop().
+                        self._cond.wait(GATHER_S)
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 stopping = self._stopping and not self._queue
-            try:
-                if item is not None:
-                    self._handle(*item)
-                self._expire(flush=stopping)
-            except Exception:  # never let one message stop the relay
-                self.dropped["encode-error"] += 1
-                log.exception("firefly relay: unexpected error")
+            for item in batch:
+                self._guarded(self._handle, *item)
+            self._guarded(self._expire, stopping)
             if stopping:
                 return
+
+    def _guarded(self, fn: Callable, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # never let one message stop the relay
+            self.dropped["encode-error"] += 1
+            log.exception("firefly relay: unexpected error")
 
     def _next_deadline(self) -> float:
         """Seconds until the oldest held item is due (0.5 s when nothing is held)."""
@@ -250,21 +271,22 @@ class FireflyRelay:
                 return
             if record.state is not FlowState.END:
                 if record.application is not None:
-                    self._remember_application(record.flow_key, record.application)
+                    self._remember_application(_flow_id(record), record.application)
                 self._emit_record(record, peer)
                 return
-            self._applications.pop(record.flow_key, None)
-            counted = self._held_counts.pop(record.flow_key, None)
+            key = _flow_id(record)
+            self._applications.pop(key, None)
+            counted = self._held_counts.pop(key, None)
             if counted is not None:
                 self._emit_record(record, peer, counted[0])
                 return
-            self._hold(self._held_ends, record.flow_key, (record, peer, now))
+            self._hold(self._held_ends, key, (record, peer, now))
             return
         ended: FlowEnded = payload
         if ended.reason != "end":
             self._emit_synthesized(ended)
             return
-        key = ended.flow_key
+        key = ended.flow_id
         held = self._held_ends.pop(key, None)
         if held is not None:
             self._emit_record(held[0], held[1], ended)
@@ -304,13 +326,14 @@ class FireflyRelay:
                      ended: FlowEnded | None = None) -> None:
         now = _utc(self._wall())
         start = _utc(ended.started) if ended is not None and ended.started is not None else None
-        fixed = _header_safe(repaired(record, start_time=start, now=now), peer)
+        changes = repairs(record, start_time=start, now=now)
+        changes.update(_header_fields(record, peer))
         ours: dict[str, Any] = {"relayed-by": self.hostname or "-"}
         if record.deviations:
             ours["repaired"] = [d.value for d in record.deviations]
             self.repaired += 1
-        if ended is not None:
-            fixed = _with_usage(fixed, ended)
+        if ended is not None:  # what the network saw replaces what the sender said
+            changes.update(usage_sent=ended.sent_bytes, usage_received=ended.received_bytes)
             ours["network"] = _network(ended)
             if record.usage_received is not None or record.usage_sent is not None:
                 ours["sender-usage"] = {k: v for k, v in (("received", record.usage_received),
@@ -319,10 +342,10 @@ class FireflyRelay:
         extra = {k: v for k, v in record.extra.items() if k != MEMBER}
         extra[MEMBER] = ours
         try:
-            data = encode_record(fixed, extra=extra)
+            data = encode_record(record, extra, **changes)
         except ValueError:  # the sender's extra members no longer fit with ours: drop theirs
             try:
-                data = encode_record(fixed, extra={MEMBER: ours})
+                data = encode_record(record, {MEMBER: ours}, **changes)
             except ValueError as exc:
                 self.dropped["too-large"] += 1
                 self.last_error = str(exc)
@@ -330,7 +353,7 @@ class FireflyRelay:
         self._send(data)
 
     def _emit_synthesized(self, ended: FlowEnded) -> None:
-        application = ended.application or self._applications.pop(ended.flow_key, None)
+        application = ended.application or self._applications.pop(ended.flow_id, None)
         start = _utc(ended.started if ended.started is not None else ended.ended)
         end = _utc(ended.ended)
         src, dst = ipaddress.ip_address(ended.src_ip), ipaddress.ip_address(ended.dst_ip)
@@ -420,21 +443,14 @@ def _fits(value: str | None, limit: int) -> bool:
                              and " " not in value)
 
 
-def _header_safe(record: FireflyRecord, peer: tuple[str, int] | None) -> FireflyRecord:
+def _header_fields(record: FireflyRecord, peer: tuple[str, int] | None) -> dict[str, Any]:
     """RFC 5424 field limits for what we re-send: no HOSTNAME (bare JSON) or an unusable one
     becomes the sender's address; an over-long APP-NAME or PROCID becomes nil."""
-    hostname, app, procid = record.syslog_hostname, record.syslog_app, record.syslog_procid
+    hostname = record.syslog_hostname
     if hostname is None or not _fits(hostname, 255):
         hostname = peer[0] if peer is not None else None
-    app = app if _fits(app, 48) else None
-    procid = procid if _fits(procid, 128) else None
-    if (hostname, app, procid) == (record.syslog_hostname, record.syslog_app, record.syslog_procid):
-        return record
-    return dataclasses.replace(record, syslog_hostname=hostname, syslog_app=app, syslog_procid=procid)
-
-
-def _with_usage(record: FireflyRecord, ended: FlowEnded) -> FireflyRecord:
-    return dataclasses.replace(record, usage_sent=ended.sent_bytes, usage_received=ended.received_bytes)
+    return {"hostname": hostname, "app_name": record.syslog_app if _fits(record.syslog_app, 48) else None,
+            "procid": record.syslog_procid if _fits(record.syslog_procid, 128) else None}
 
 
 def _network(ended: FlowEnded) -> dict[str, int]:
@@ -495,17 +511,18 @@ class RelayExtension(Extension):
     def attach(self, controller) -> None:
         if self.relay is None:
             return
-        relay = self.relay
         hooks = controller.hooks
-        hooks.on_firefly(lambda event: relay.on_firefly(event.record, (event.sender, 0)))
+        hooks.on_firefly(self._on_firefly)
         hooks.on_flow(self._on_flow)
-        hooks.add_status("relay", relay.status)
-        hooks.add_collector(relay)
+        hooks.add_status("relay", self.relay.status)
+        hooks.add_collector(self.relay)
 
-    def _on_flow(self, event) -> None:
-        if event.kind != "ended" or self.relay is None:
-            return
-        self.relay.on_flow_ended(flow_ended_from(event))
+    def _on_firefly(self, event) -> None:  # FireflyAccepted
+        self.relay.on_firefly(event.record, (event.sender, 0))
+
+    def _on_flow(self, event) -> None:  # FlowEvent
+        if event.kind == "ended":
+            self.relay.on_flow_ended(flow_ended_from(event))
 
     def start(self) -> None:
         if self.relay is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from controller import launcher
+from controller import label_trust, launcher
 from controller.api import ApiServer
 from controller.app import Controller
 from controller.config import ConfigError, ControllerConfig, split_addr
@@ -151,6 +151,11 @@ def make_driver(spec: SwitchSpec, cfg: ControllerConfig) -> SwitchDriver:
 def build(cfg: ControllerConfig, with_api: bool = True,
           extensions: Sequence[Extension] = ()) -> Runtime:
     topo = make_topology(cfg)
+    try:  # a bad prefix is refused before anything starts (file, switch, cause)
+        scopes = label_trust.switch_scopes(label_trust.parse_scope(cfg.trust_labels_from, "trust_labels_from"),
+                                           topo.switches, topo.source)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if any(spec.kind == "p4" for spec in topo.switches.values()):  # OpenFlow switches need neither
         for what, path in (("P4Info", cfg.p4info), ("device config (BMv2 JSON)", cfg.device_config)):
             if not Path(path).is_file():
@@ -176,7 +181,8 @@ def build(cfg: ControllerConfig, with_api: bool = True,
         load, fetch = registry_functions(cfg, state)
         listen = split_addr(cfg.firefly_listen, "firefly.listen") if cfg.firefly_listen else None
         ctl = Controller(topo, drivers, store, load, cfg.firefly, cfg.poll_interval_s, cfg.mirror,
-                         listen, cfg.registry_refresh_s, fetch, cfg.reconcile_interval_s)
+                         listen, cfg.registry_refresh_s, fetch, cfg.reconcile_interval_s,
+                         label_trust=scopes, experiment_wildcard=cfg.experiment_wildcard)
         for ext in extensions:
             try:
                 ext.configure(cfg.extensions.get(ext.name, {}))

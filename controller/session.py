@@ -4,7 +4,8 @@ needed), then a reconcile pass every reconcile_interval_s and a pipeline-cookie 
 PIPELINE_CHECK_S. A backup session never writes.
 
 The session's state is written by its supervisor thread and by driver events; `lock` is
-held by whoever writes to the switch (sync passes, flow installs and removals).
+held by whoever writes to the switch (sync passes, flow installs and removals); `pass_lock`
+by a reconcile pass from its read-back to its write.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class SwitchSession:
         self.name = name
         self.driver = driver
         self.lock = threading.RLock()
+        # one reconcile pass at a time; held across a periodic pass's read-back, which runs
+        # without `lock` so flow installs go on (lock order: pass_lock, then lock)
+        self.pass_lock = threading.Lock()
         self.wake = threading.Event()
         self.status = "connecting"  # connecting | syncing | ready | backup | unreachable | error
         self.error: str | None = None
@@ -49,9 +53,11 @@ class SwitchSession:
         self.last_reconcile = 0.0  # monotonic
         self.last_reconcile_ms: float | None = None
         self.repairs: collections.Counter = collections.Counter()  # (kind, change) -> n
+        self.events = 0  # connection/mastership events seen: a sync spanning one is not trusted
 
     # ---- events (driver threads) ----
     def on_driver_event(self, event: ConnectionLost | MastershipChanged) -> None:
+        self.events += 1
         if isinstance(event, ConnectionLost) or not event.primary:
             self.ready = False
             self.status = "unreachable" if isinstance(event, ConnectionLost) else "backup"

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 @dataclass(frozen=True)
 class TotalKey:
     switch: str
-    source: str  # "flowlabel" | "firefly" | "bucket"
+    source: str  # "flowlabel" | "exthdr" | "untrusted-label" | "confirmed" | "firefly" | "bucket"
     experiment_id: int  # -1 for buckets
     activity_id: int  # -1: whole experiment (wildcard rule) or a bucket
     experiment_name: str  # bucket name for buckets

@@ -17,6 +17,11 @@ from scitags_core.registry import Registry
 log = logging.getLogger(__name__)
 
 WILDCARD_NAME = "*"
+# per-tag counter (CounterSnapshot field) -> the source its totals are kept under: the same
+# cells for labels, IPv6 options, untrusted labels (what they would have been) and confirmed
+# label bytes (firefly flows that agree: a part of flowlabel, the rest is "claimed")
+TAG_SOURCES = {"tags": "flowlabel", "exthdr_tags": "exthdr", "untrusted_tags": "untrusted-label",
+               "confirmed_tags": "confirmed"}
 
 
 @dataclass
@@ -26,15 +31,19 @@ class TagMeta:
     activity_name: str
     registry: str
 
-    def total_key(self, switch: str) -> TotalKey:
+    def total_key(self, switch: str, source: str = "flowlabel") -> TotalKey:
+        """source: flowlabel | exthdr | untrusted-label | confirmed (TAG_SOURCES)."""
         r = self.rule
-        return TotalKey(switch, "flowlabel", r.experiment, -1 if r.activity is None else r.activity,
+        return TotalKey(switch, source, r.experiment, -1 if r.activity is None else r.activity,
                         self.experiment_name, self.activity_name, self.registry)
 
 
 class TagBook:
-    def __init__(self, store: Store, mirror: Iterable[str] = ()) -> None:
+    def __init__(self, store: Store, mirror: Iterable[str] = (),
+                 experiment_wildcard: bool = True) -> None:
+        """experiment_wildcard: also a rule per experiment (its unregistered activities)."""
         self.store = store
+        self.experiment_wildcard = experiment_wildcard
         self.mirror_specs = list(mirror)
         self.lock = threading.RLock()
         self.registry: Registry | None = None
@@ -55,7 +64,8 @@ class TagBook:
         for exp in registry.experiments:
             if not exp.markable:
                 continue
-            pairs.append((exp.id, None, exp.name, WILDCARD_NAME))
+            if self.experiment_wildcard:
+                pairs.append((exp.id, None, exp.name, WILDCARD_NAME))
             for act in exp.activities:
                 if act.markable:
                     pairs.append((exp.id, act.id, exp.name, act.name))
@@ -77,9 +87,9 @@ class TagBook:
         with self.lock:
             return [m.rule for m in self.tags.values()]
 
-    def total_keys(self, switch: str) -> dict[int, TotalKey]:
+    def total_keys(self, switch: str, source: str = "flowlabel") -> dict[int, TotalKey]:
         with self.lock:
-            return {tag_id: m.total_key(switch) for tag_id, m in self.tags.items()}
+            return {tag_id: m.total_key(switch, source) for tag_id, m in self.tags.items()}
 
     @property
     def identity(self) -> str:

@@ -21,9 +21,10 @@ import networkx as nx
 import yaml
 
 from controller.drivers import tofino_ports
+from p4schema.constants import DROP_PORT
 
 KINDS = ("p4", "ovs", "tofino")  # tofino: a Tofino running Stratum (docs/tofino.md)
-MAX_PORT = 510  # v1model ports are 9 bits and 511 is the drop port
+MAX_PORT = DROP_PORT - 1  # v1model ports are 9 bits and 511 is the drop port
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _SWITCH_KEYS = {"device_id", "grpc_port", "cpu_port", "kind", "grpc_host"}
 _HOST_KEYS = {"mac", "ipv4", "ipv6", "monitor"}

@@ -18,7 +18,6 @@ import ipaddress
 import socket
 import struct
 import time
-
 from dataclasses import dataclass
 
 from marker.flows import FlowKey

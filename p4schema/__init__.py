@@ -8,7 +8,7 @@ from .bytestrings import canonical, canonical_bytes, decode, encode, nbytes, val
 from .entities import (EXACT, LPM, MATCH_KIND, OPTIONAL, RANGE, SCOPE_DEFAULT_ONLY,
                        SCOPE_TABLE_AND_DEFAULT, SCOPE_TABLE_ONLY, TERNARY, UNIT_BOTH, UNIT_BYTES,
                        UNIT_PACKETS, UNIT_UNSPECIFIED, Action, CloneSession, ControllerHeader,
-                       Counter, CounterEntry, MatchField, MulticastGroup, Param, Plan, Register,
+                       Counter, CounterEntry, Lpm, MatchField, MulticastGroup, Param, Plan, Register,
                        Table, TableEntry, Ternary, diff)
 from .errors import InvalidP4Info, SchemaError, UnknownName, ValueTooWide
 from .schema import P4Schema, load_p4info
@@ -16,7 +16,7 @@ from .codec import EntityCodec  # noqa: E402 - needs the schema
 
 __all__ = [
     "Action", "CloneSession", "ControllerHeader", "Counter", "CounterEntry", "EXACT",
-    "EntityCodec", "MulticastGroup", "Plan", "TableEntry", "Ternary", "diff", "InvalidP4Info", "LPM", "MATCH_KIND",
+    "EntityCodec", "Lpm", "MulticastGroup", "Plan", "TableEntry", "Ternary", "diff", "InvalidP4Info", "LPM", "MATCH_KIND",
     "MatchField", "OPTIONAL", "P4Schema", "Param", "RANGE", "Register", "SCOPE_DEFAULT_ONLY",
     "SCOPE_TABLE_AND_DEFAULT", "SCOPE_TABLE_ONLY", "SchemaError", "TERNARY", "Table",
     "UNIT_BOTH", "UNIT_BYTES", "UNIT_PACKETS", "UNIT_UNSPECIFIED", "UnknownName",

@@ -13,8 +13,8 @@ from typing import Iterable
 from p4.v1 import p4runtime_pb2
 
 from .bytestrings import decode as decode_int, encode as encode_int
-from .entities import (EXACT, OPTIONAL, TERNARY, CloneSession, CounterEntry, MulticastGroup,
-                       Plan, TableEntry, Ternary)
+from .entities import (EXACT, LPM, OPTIONAL, TERNARY, CloneSession, CounterEntry, Lpm,
+                       MulticastGroup, Plan, TableEntry, Ternary)
 from .errors import UnknownName
 from .schema import P4Schema
 
@@ -90,6 +90,10 @@ class EntityCodec:
                 v, mask = (value.value, value.mask) if isinstance(value, Ternary) else (value, f.limit - 1)
                 m.ternary.value = encode_int(v & mask, f.bitwidth)
                 m.ternary.mask = encode_int(mask, f.bitwidth)
+            elif f.match_type == LPM:
+                v, plen = (value.value, value.prefix_len) if isinstance(value, Lpm) else (value, f.bitwidth)
+                m.lpm.value = encode_int(v & ~((1 << (f.bitwidth - plen)) - 1), f.bitwidth)
+                m.lpm.prefix_len = plen
             else:
                 raise UnknownName(f"table {t.name} field {name}: {f.kind} matches not supported")
         if e.action is not None:
@@ -180,6 +184,8 @@ class EntityCodec:
                 match[f.name] = decode_int(m.optional.value)
             elif which == "ternary":
                 match[f.name] = Ternary(decode_int(m.ternary.value), decode_int(m.ternary.mask))
+            elif which == "lpm":
+                match[f.name] = Lpm(decode_int(m.lpm.value), m.lpm.prefix_len)
             else:
                 raise UnknownName(f"table {t.name} field {f.name}: {which} matches not supported")
         action, params = None, {}

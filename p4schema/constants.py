@@ -15,9 +15,16 @@ FLOW_LABEL_BITS = 20
 EXPERIMENT_MAX = (1 << EXPERIMENT_BITS) - 1  # 511: the widest experiment id a label carries
 ACTIVITY_MAX = (1 << ACTIVITY_BITS) - 1  # 63
 ACTIVITY_MASK = ACTIVITY_MAX  # ternary mask of an exact activity in scitag_policy
+# firefly_flow_v4/v6(bit<16> experiment, bit<8> activity): ids a firefly entry can carry
+# (checked against the P4Info's action parameters by tests/p4schema/test_constants.py)
+FIREFLY_EXPERIMENT_BITS = 16
+FIREFLY_ACTIVITY_BITS = 8
+FIREFLY_EXPERIMENT_MAX = (1 << FIREFLY_EXPERIMENT_BITS) - 1
+FIREFLY_ACTIVITY_MAX = (1 << FIREFLY_ACTIVITY_BITS) - 1
 
 # Ports, sessions and packet-in
 CPU_PORT = 255  # #define CPU_PORT (BMv2's --cpu-port must agree)
+DROP_PORT = (1 << PORT_BITS) - 1  # 511: v1model's drop port, never a topology port
 CPU_CLONE_SESSION_ID = 100  # fireflies copied to the CPU port
 MONITOR_MIRROR_SESSION_ID = 200  # tagged traffic copied to the monitor port
 FLOOD_GROUP_ID = 1  # multicast group of the flood ports (l2_forward's default action)

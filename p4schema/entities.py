@@ -160,6 +160,14 @@ class Ternary:
     mask: int
 
 
+@dataclass(frozen=True, slots=True)
+class Lpm:
+    """An LPM match: the value with its bits beyond prefix_len zero (prefix 0 = don't care:
+    leave the field out)."""
+    value: int
+    prefix_len: int
+
+
 
 class Key(tuple):
     """A diff key: a tuple that hashes once (65,536 entries are diffed per pass)."""
@@ -200,7 +208,8 @@ class TableEntry:
     def of(cls, table: str, match: Mapping, action: str | None = None,
            params: Mapping | None = None, priority: int = 0,
            idle_timeout_ns: int = 0) -> "TableEntry":
-        kept = {k: v for k, v in match.items() if not (isinstance(v, Ternary) and v.mask == 0)}
+        kept = {k: v for k, v in match.items() if not (isinstance(v, Ternary) and v.mask == 0)
+                and not (isinstance(v, Lpm) and v.prefix_len == 0)}
         return cls(table, _items(kept), action, _items(params), priority, idle_timeout_ns)
 
     @property

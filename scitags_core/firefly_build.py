@@ -17,6 +17,7 @@ from scitags_core.syslog5424 import PRI_LOCAL0_INFO, format_header
 
 DEFAULT_APP_NAME = "scitags-p4"
 DEFAULT_APPLICATION = "scitags-p4"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # compact, as json.dumps(...)
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)  # re-sent records: no re-parse
 _STANDARD_MEMBERS = frozenset({"version", "flow-lifecycle", "flow-id", "context", "usage", "netlink"})
 
@@ -107,15 +108,19 @@ def build_firefly(*, state: FlowState | str, src_ip: IPAddress | str, dst_ip: IP
     header = format_header(_timestamp(syslog_timestamp or current_time, "syslog_timestamp"),
                            _hostname() if hostname is None else hostname, app_name,
                            priority=syslog_priority, procid=procid)
-    payload = (header + json.dumps(doc, separators=(",", ":"), allow_nan=False)).encode("utf-8")
+    payload = (header + _ENCODER.encode(doc)).encode("utf-8")
     if len(payload) > MAX_FIREFLY_BYTES:
         raise ValueError(f"firefly is {len(payload)} bytes, more than one frame ({MAX_FIREFLY_BYTES})")
     return payload
 
 
-def encode_record(record: FireflyRecord, extra: Mapping[str, Any] | None = None) -> bytes:
-    """Datagram for a record (its extra top-level members are not re-sent; `extra` is)."""
-    return build_firefly(
+def encode_record(record: FireflyRecord, extra: Mapping[str, Any] | None = None,
+                  **changes: Any) -> bytes:
+    """Datagram for a record (its extra top-level members are not re-sent; `extra` is).
+
+    `changes` override build_firefly arguments taken from the record (e.g. hostname,
+    usage_sent), without building a changed record first."""
+    args = dict(
         state=record.state, src_ip=record.src_ip, dst_ip=record.dst_ip, src_port=record.src_port,
         dst_port=record.dst_port, experiment_id=record.experiment_id,
         activity_id=record.activity_id, protocol=record.protocol, application=record.application,
@@ -125,11 +130,13 @@ def encode_record(record: FireflyRecord, extra: Mapping[str, Any] | None = None)
         syslog_timestamp=record.syslog_timestamp,
         syslog_priority=PRI_LOCAL0_INFO if record.syslog_priority is None else record.syslog_priority,
         extra=extra)
+    args.update(changes)
+    return build_firefly(**args)
 
 
-def repaired(record: FireflyRecord, *, start_time: dt.datetime | None = None,
-             now: dt.datetime | None = None) -> FireflyRecord:
-    """The record with every repairable deviation repaired, ready for encode_record.
+def repairs(record: FireflyRecord, *, start_time: dt.datetime | None = None,
+            now: dt.datetime | None = None) -> dict[str, Any]:
+    """What repairs the record's repairable deviations, as encode_record `changes`.
 
     A missing start-time becomes `start_time` (the flow's start as the receiver knew it),
     else the message's current-time or end-time; a missing current-time becomes `now`; a
@@ -138,8 +145,12 @@ def repaired(record: FireflyRecord, *, start_time: dt.datetime | None = None,
     """
     now = dt.datetime.now(dt.timezone.utc) if now is None else now
     current = record.current_time or now
-    start = record.start_time or start_time or record.end_time or current
-    return dataclasses.replace(
-        record, start_time=start, current_time=current, syslog_timestamp=record.syslog_timestamp or current,
-        syslog_priority=PRI_LOCAL0_INFO if record.syslog_priority is None else record.syslog_priority,
-        deviations=())
+    return {"start_time": record.start_time or start_time or record.end_time or current,
+            "current_time": current, "syslog_timestamp": record.syslog_timestamp or current,
+            "syslog_priority": PRI_LOCAL0_INFO if record.syslog_priority is None else record.syslog_priority}
+
+
+def repaired(record: FireflyRecord, *, start_time: dt.datetime | None = None,
+             now: dt.datetime | None = None) -> FireflyRecord:
+    """The record with every repairable deviation repaired (see repairs), no deviations left."""
+    return dataclasses.replace(record, deviations=(), **repairs(record, start_time=start_time, now=now))

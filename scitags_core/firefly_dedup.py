@@ -16,17 +16,24 @@ import threading
 import time
 from typing import Callable, Hashable
 
-from scitags_core.firefly import FireflyRecord
+from scitags_core.firefly import FireflyRecord, IPAddress
 
 DEFAULT_WINDOW_S = 2.0
 DEFAULT_MAX_ENTRIES = 65_536
 
 
+def directed_flow(protocol: str, src: IPAddress, src_port: int, dst: IPAddress, dst_port: int) -> tuple:
+    """A flow in its direction as a cheap dict key (addresses as integers: ipaddress objects
+    hash slowly, and tuples do not keep their hash)."""
+    return protocol, src.version, int(src), src_port, int(dst), dst_port
+
+
 def message_key(record: FireflyRecord) -> Hashable:
     """What makes two fireflies "the same message" (the syslog header is not part of it)."""
-    return (record.state, record.flow_key, record.experiment_id, record.activity_id,
-            record.start_time, record.end_time, record.current_time, record.usage_received,
-            record.usage_sent, record.application)
+    return (record.state, directed_flow(record.protocol, record.src_ip, record.src_port, record.dst_ip,
+                                        record.dst_port),
+            record.experiment_id, record.activity_id, record.start_time, record.end_time,
+            record.current_time, record.usage_received, record.usage_sent, record.application)
 
 
 class FireflyDeduplicator:

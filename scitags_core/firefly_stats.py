@@ -22,8 +22,9 @@ OTHER_APPLICATIONS = "other"
 def application_of(record: FireflyRecord) -> str:
     """The sender application a record is counted under (printable, at most 64 characters)."""
     name = record.application or record.syslog_app or UNKNOWN_APPLICATION
-    name = "".join(c if c.isprintable() else "?" for c in name[:MAX_APPLICATION_CHARS]).strip()
-    return name or UNKNOWN_APPLICATION
+    if len(name) > MAX_APPLICATION_CHARS or not name.isprintable():  # rare: two cheap checks otherwise
+        name = "".join(c if c.isprintable() else "?" for c in name[:MAX_APPLICATION_CHARS])
+    return name.strip() or UNKNOWN_APPLICATION
 
 
 class _PerApplication:

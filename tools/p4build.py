@@ -66,6 +66,7 @@ TARGETS = {
 # What a Tofino compile keeps (relative to its output folder); the rest (logs, graphs, .bfa)
 # is the compiler's working material.
 TOFINO_KEEP = ("scitags.p4info.txtpb", "bfrt.json", "pipe/context.json", "resources.json")
+TOFINO_KEEP_IF_MADE = ("scitags.conf", "manifest.json")   # bf_switchd's conf; the compile manifest
 
 
 def sources_hash(target: Target | str = "v1model") -> str:
@@ -109,7 +110,8 @@ def compile_target(target: Target, compiler: str, outdir: pathlib.Path) -> subpr
             work_dir = pathlib.Path(work)
             (work_dir / "resources.json").write_text(
                 json.dumps(resource_summary(work_dir, target), indent=1, sort_keys=True) + "\n")
-            for rel in (*TOFINO_KEEP, f"pipe/{target.binary}"):
+            made = [r for r in TOFINO_KEEP_IF_MADE if (work_dir / r).exists()]
+            for rel in (*TOFINO_KEEP, f"pipe/{target.binary}", *made):
                 dest = outdir / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(work_dir / rel, dest)

@@ -106,6 +106,10 @@ class CounterSnapshot:
     tags: dict[int, Counts] = field(default_factory=dict)  # tag_id -> counts (flow-label source)
     buckets: dict[str, Counts] = field(default_factory=dict)  # names in BUCKETS
     flows: dict[FlowKey, Counts] = field(default_factory=dict)  # firefly flows (firefly source)
+    # tag_id -> counts of the other per-tag counters (empty on a program without them):
+    exthdr_tags: dict[int, Counts] = field(default_factory=dict)  # IPv6 option tags (exthdr source)
+    untrusted_tags: dict[int, Counts] = field(default_factory=dict)  # labels from outside the trust scope
+    confirmed_tags: dict[int, Counts] = field(default_factory=dict)  # label tags a firefly flow agrees with
 
 
 # ---- events a driver hands to the controller ----
@@ -148,6 +152,8 @@ class DesiredState:
     forwarding: Forwarding
     tags: list[TagRule]
     flows: dict[FlowKey, FlowRule]
+    # source prefixes whose flow labels are tags (None: no scope, every label is one)
+    label_trust: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -178,6 +184,9 @@ class SwitchDriver(abc.ABC):
     last_zeroed: Sequence[int] = ()
     #: reconcile() reads everything back in one batch: cheap enough to run periodically
     reconciles_cheaply: bool = False
+    #: the switch can count labels from outside DesiredState.label_trust apart (P4Runtime);
+    #: a driver that cannot ignores the scope and its label counts stay unverified
+    enforces_label_trust: bool = False
 
     @property
     def connected(self) -> bool:
@@ -231,10 +240,18 @@ class SwitchDriver(abc.ABC):
     @abc.abstractmethod
     def set_event_handler(self, handler: EventHandler) -> None: ...
 
-    def reconcile(self, desired: DesiredState) -> ReconcileResult:
+    def read_back(self) -> object | None:
+        """Read what the controller owns on the switch, for a later reconcile(desired, read):
+        the slow half of a pass, done without the controller's locks so that flow installs
+        go on meanwhile (a flow installed or removed after it started is left alone by that
+        reconcile). None: this driver reads inside reconcile."""
+        return None
+
+    def reconcile(self, desired: DesiredState, read: object | None = None) -> ReconcileResult:
         """Make the switch hold exactly `desired` (forwarding, tags, flows) and say what had
-        to change. This default uses the methods above; a driver that can read back its
-        entries in one go (P4Runtime) does one read-diff-write over typed entities instead."""
+        to change; `read` from read_back() (None: read now). This default uses the methods
+        above; a driver that can read back its entries in one go (P4Runtime) does one
+        read-diff-write over typed entities instead."""
         f = desired.forwarding
         result = ReconcileResult()
         self.set_forwarding(f.mac_ports, list(f.flood_ports), f.cpu_port, f.monitor_port)

@@ -21,6 +21,10 @@ Where OVS cannot match the P4 program exactly:
     asynchronously: packets of an existing megaflow in the first moments after a change
     (a new firefly flow, a tag) may still be counted as before it.
   * idle timeouts are whole seconds (OpenFlow), rounded, at least 1.
+  * the scitags IPv6 option (flowd-go's extension headers) is not matched: OpenFlow has no
+    match on option data, so such packets count by their flow label; exthdr cells stay 0.
+  * no flow-label trust scope (enforces_label_trust False): labels count from every source,
+    and the controller reports this switch's label counts as unverified.
 """
 from __future__ import annotations
 

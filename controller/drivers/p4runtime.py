@@ -21,6 +21,7 @@ import logging
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -37,7 +38,7 @@ from controller.drivers.base import (
 from controller.p4runtime_client import (
     ManagedP4RuntimeClient, NotPrimary, P4RuntimeClientError, TLSOptions, default_election_id,
     write_error_codes)
-from p4schema import (CloneSession, CounterEntry, EntityCodec, MulticastGroup, P4Schema,
+from p4schema import (CloneSession, CounterEntry, EntityCodec, Lpm, MulticastGroup, P4Schema,
                       SchemaError, TableEntry, Ternary, UnknownName, decode, diff, load_p4info)
 from p4schema.constants import (ACTIVITY_MASK, ACTIVITY_MAX, CPU_CLONE_SESSION_ID, EXPERIMENT_MAX,
                                 FLOOD_GROUP_ID, MONITOR_MIRROR_SESSION_ID, PRIORITY_ACTIVITY,
@@ -50,12 +51,21 @@ KEY_CACHE_MAX = 300_000
 
 T_L2 = "ScitagsIngress.l2_forward"
 T_POLICY = "ScitagsIngress.scitag_policy"
+T_EXTHDR = "ScitagsIngress.exthdr_policy"  # the same tags on the IPv6 option's data
+T_TRUST = "ScitagsIngress.label_trust"  # source prefixes whose flow labels are tags
+A_TRUST, A_DISTRUST = "ScitagsIngress.trust_label", "ScitagsIngress.distrust_label"
+EXTHDR_EXPERIMENT_MAX = 0xFFFF  # the option carries 16 experiment bits
 T_FF = {4: "ScitagsIngress.firefly_v4", 6: "ScitagsIngress.firefly_v6"}
 A_FF = {4: "ScitagsIngress.firefly_flow_v4", 6: "ScitagsIngress.firefly_flow_v6"}
 C_TAG = "ScitagsIngress.tag_counter"
+# the other per-tag counters (same cells) -> the CounterSnapshot field they fill
+C_TAG_FIELDS = {C_TAG: "tags", "ScitagsIngress.exthdr_tag_counter": "exthdr_tags",
+                "ScitagsIngress.untrusted_tag_counter": "untrusted_tags",
+                "ScitagsIngress.confirmed_tag_counter": "confirmed_tags"}
 C_BUCKETS = ("ScitagsIngress.bucket_counter", "ScitagsIngress.firefly_bucket_counter")
 # repair kinds (ReconcileResult.repairs, metrics label `kind`) per owned table
-KIND_OF_TABLE = {T_L2: "l2", T_POLICY: "tag", T_FF[4]: "flow", T_FF[6]: "flow"}
+KIND_OF_TABLE = {T_L2: "l2", T_POLICY: "tag", T_EXTHDR: "tag", T_TRUST: "trust",
+                 T_FF[4]: "flow", T_FF[6]: "flow"}
 
 Update = p4runtime_pb2.Update
 
@@ -97,6 +107,7 @@ def bmv2_json(path: str | Path) -> DeviceConfigBuilder:
 
 class P4RuntimeDriver(SwitchDriver):
     reconciles_cheaply = True
+    enforces_label_trust = True  # when the program has label_trust (see has_table)
     def __init__(self, name: str, device_id: int, grpc_addr: str, p4info_path: str | Path,
                  device_config_path: str | Path | None, cpu_port: int | None = 255,
                  election_id: tuple[int, int] | None = None, tls: TLSOptions | None = None,
@@ -127,11 +138,14 @@ class P4RuntimeDriver(SwitchDriver):
         self.client: ManagedP4RuntimeClient | None = None
         self._handler: EventHandler | None = None
         self._lock = threading.RLock()  # one writer at a time; guards the caches
+        # flows installed/removed since the running read_back() started (None: no read running)
+        self._touched: set[FlowKey] | None = None
         self._flows: dict[FlowKey, FlowRule] = {}
         self._idle_reported: set[FlowKey] = set()
         self._key_cache: dict[tuple, FlowKey] = {}  # firefly match bytes -> key (counter poll)
         self._flow_entries: dict[FlowRule, TableEntry] = {}  # desired entries, built once
         self._tag_entries: dict[TagRule, TableEntry] = {}
+        self._exthdr_entries: dict[TagRule, TableEntry] = {}
         self.last_zeroed: list[int] = []  # tag cells the last sync_tags zeroed (new to the switch)
         self.stats = {"packet_in": 0, "packet_in_ignored": 0, "idle_notifications": 0,
                       "idle_repeats": 0}
@@ -287,13 +301,16 @@ class P4RuntimeDriver(SwitchDriver):
             mask = flowlabel.TAG_MASK if r.activity is not None else \
                 flowlabel.encode_label(EXPERIMENT_MAX, 0, 0)
             match = {label_field: Ternary(flowlabel.encode_label(r.experiment, act, 0) & mask, mask)}
+        return self._counting_entry(T_POLICY, match, r)
+
+    def _counting_entry(self, table: str, match: dict, r: TagRule) -> TableEntry:
+        """A tag rule's entry in one of the policy tables: count_tag (and mirror) its cell."""
         prio = PRIORITY_ACTIVITY if r.activity is not None else PRIORITY_WILDCARD
         if r.mirror:
-            return self.codec.table_entry(T_POLICY, match, "ScitagsIngress.count_tag_and_mirror",
+            return self.codec.table_entry(table, match, "ScitagsIngress.count_tag_and_mirror",
                                           {"tag_id": r.tag_id,
                                            "mirror_session": MONITOR_MIRROR_SESSION_ID}, prio)
-        return self.codec.table_entry(T_POLICY, match, "ScitagsIngress.count_tag",
-                                      {"tag_id": r.tag_id}, prio)
+        return self.codec.table_entry(table, match, "ScitagsIngress.count_tag", {"tag_id": r.tag_id}, prio)
 
     def _tag_rule(self, e: TableEntry) -> TagRule:
         """The tag rule of a scitag_policy entry (the inverse of _tag_entry)."""
@@ -306,6 +323,74 @@ class P4RuntimeDriver(SwitchDriver):
             fields = flowlabel.decode_label(label.value)
             exp, activity = fields.experiment, (fields.activity if label.mask == flowlabel.TAG_MASK else None)
         return TagRule(e.param("tag_id"), exp, activity, e.action.endswith("count_tag_and_mirror"))
+
+    def has_table(self, table: str) -> bool:
+        """The program has this table (an older one lacks exthdr_policy and label_trust)."""
+        try:
+            self.index.table(table)
+            return True
+        except UnknownName:
+            return False
+
+    def _exthdr_entry(self, r: TagRule) -> TableEntry:
+        """The exthdr_policy entry of a tag: the option's 24-bit data experiment << 8 |
+        activity, exact (mask 0xFFFFFF) or the whole experiment (0xFFFF00)."""
+        e = self._exthdr_entries.get(r)
+        if e is not None:
+            return e
+        if not 1 <= r.experiment <= EXTHDR_EXPERIMENT_MAX or (
+                r.activity is not None and not 0 <= r.activity <= 0xFF):
+            raise DriverError(f"switch {self.name}: tag {r} cannot be carried in the IPv6 option")
+        key = self.index.table(T_EXTHDR).match_fields[0].name
+        value, mask = (r.experiment << 8 | (r.activity or 0),
+                       0xFFFFFF if r.activity is not None else 0xFFFF00)
+        e = self._exthdr_entries[r] = self._counting_entry(T_EXTHDR, {key: Ternary(value, mask)}, r)
+        return e
+
+    def _tag_tables(self) -> list[str]:
+        return [T_POLICY] + ([T_EXTHDR] if self.has_table(T_EXTHDR) else [])
+
+    def _tag_entries_for(self, rules: list[TagRule]) -> list[TableEntry]:
+        """scitag_policy and (where the program has it) exthdr_policy entries of the rules."""
+        want = [self._tag_entry(r) for r in rules]
+        if self.has_table(T_EXTHDR):
+            want += [self._exthdr_entry(r) for r in rules]
+        return want
+
+    def _trust_entries(self, prefixes: tuple[str, ...] | None) -> tuple[list[TableEntry], str]:
+        """label_trust entries and default action for a scope (None: no entry, every label
+        trusted). A /0 prefix trusts every source: the same as no scope."""
+        nets = [ipaddress.ip_network(p, strict=False) for p in prefixes or ()]
+        if not nets or any(n.prefixlen == 0 and n.version == 6 for n in nets):
+            return [], A_TRUST
+        key = self.index.table(T_TRUST).match_fields[0].name
+        entries = {n: self.codec.table_entry(T_TRUST, {key: Lpm(int(n.network_address), n.prefixlen)},
+                                             A_TRUST) for n in nets if n.version == 6}
+        return list(entries.values()), A_DISTRUST
+
+    def _default_update(self, table: str, action: str) -> p4runtime_pb2.Update:
+        u = Update(type=Update.MODIFY)
+        u.entity.CopyFrom(self.codec.encode(self.codec.table_entry(table, {}, action)))
+        u.entity.table_entry.is_default_action = True
+        return u
+
+    def _read_default(self, table: str) -> str | None:
+        """The full name of the table's default action as the switch holds it (None: the
+        server does not say)."""
+        ent = p4runtime_pb2.Entity()
+        ent.table_entry.table_id = self.index.table(table).id
+        ent.table_entry.is_default_action = True
+        try:
+            got_all = self._require().read([ent])
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise SwitchUnreachable(self.name, f"read {table} default: {exc.code().name}") from None
+            return None  # a server that cannot read default entries: rewrite it
+        for got in got_all:
+            a = got.table_entry.action
+            if a.HasField("action"):
+                return self.index.by_id(a.action.action_id).name
+        return None
 
     def _flow_match(self, key: FlowKey) -> TableEntry:
         return self.codec.table_entry(T_FF[key.afi], {
@@ -406,23 +491,61 @@ class P4RuntimeDriver(SwitchDriver):
 
     # ---- the one read-diff-write ----
     @_p4info_errors
-    def reconcile(self, desired: DesiredState) -> ReconcileResult:
-        """Make the switch hold exactly `desired`: one batched read of the four owned tables
-        and the owned replication entries, one diff, one write (deletes first)."""
-        result = ReconcileResult()
+    def read_back(self) -> "_ReadBack":
+        """Every owned table and replication entry, in one batched Read (plus one for the
+        replication entries); flow installs and removals go on meanwhile and are noted."""
         with self._lock:
-            t0 = time.perf_counter()
-            tables = self._read_tables([T_L2, T_POLICY, T_FF[4], T_FF[6]])
+            self._touched = set()
+        t0 = time.perf_counter()
+        trust = self.has_table(T_TRUST)
+        tag_tables = self._tag_tables()
+        tables = self._read_tables([T_L2, *tag_tables, T_FF[4], T_FF[6]]
+                                   + ([T_TRUST] if trust else []))
+        pre = self._read_pre({("multicast_group", FLOOD_GROUP_ID), ("clone_session", CPU_CLONE_SESSION_ID),
+                              ("clone_session", MONITOR_MIRROR_SESSION_ID)})
+        default = self._read_default(T_TRUST) if trust else None
+        return _ReadBack(trust, tag_tables, tables, pre, default, time.perf_counter() - t0)
+
+    @_p4info_errors
+    def reconcile(self, desired: DesiredState, read: "_ReadBack | None" = None) -> ReconcileResult:
+        """Make the switch hold exactly `desired`: one batched read of the four owned tables
+        and the owned replication entries (`read`, or now), one diff, one write (deletes
+        first). Flows installed or removed since the read started are left as they are."""
+        result = ReconcileResult()
+        if read is None:
+            read = self.read_back()
+        with self._lock:
+            touched, self._touched = self._touched or set(), None
+            trust, tag_tables, tables = read.trust, read.tag_tables, read.tables
             f = desired.forwarding
-            have_pre = self._read_pre(self._pre_owned(f))
-            result.read_s = time.perf_counter() - t0
-            want_tags = [self._tag_entry(r) for r in desired.tags]
-            want_flows = {self._flow_entry(k, r): k for k, r in desired.flows.items()}
+            owned = self._pre_owned(f)
+            have_pre = [e for e in read.pre if e.key in owned]
+            have_default = read.default
+            result.read_s = read.seconds
+            have_tags = [e for t in tag_tables for e in tables[t]]
+            want_tags = self._tag_entries_for(desired.tags)
+            want_flows = {self._flow_entry(k, r): k for k, r in desired.flows.items()
+                          if k not in touched}
+            have_flows = tables[T_FF[4]] + tables[T_FF[6]]
+            if touched:  # changed by the flow service during the read: not ours to judge
+                moved = {self._flow_match(k).key for k in touched}
+                have_flows = [e for e in have_flows if e.key not in moved]
             want_pre = self._forwarding_entities(f)
             plans = {"l2": diff(self._l2_entries(f), tables[T_L2]),
-                     "tag": diff(want_tags, tables[T_POLICY]),
-                     "flow": diff(want_flows, tables[T_FF[4]] + tables[T_FF[6]]),
+                     "tag": diff(want_tags, have_tags),
+                     "flow": diff(want_flows, have_flows),
                      "pre": diff(want_pre, have_pre)}
+            default_update = None
+            if trust:
+                want_trust, want_default = self._trust_entries(desired.label_trust)
+                plans["trust"] = diff(want_trust, tables[T_TRUST])
+                if have_default != want_default:
+                    default_update = self._default_update(T_TRUST, want_default)
+                    if have_default is not None:  # None: the switch cannot say; rewritten
+                        result.repairs["trust_default", "modified"] += 1
+            elif desired.label_trust is not None:
+                log.warning("switch %s: the program has no %s: the label trust scope is not "
+                            "enforced", self.name, T_TRUST)
             updates: dict[int, list] = {Update.DELETE: [], Update.MODIFY: [], Update.INSERT: []}
             for kind, plan in plans.items():
                 for op, change, items in ((Update.DELETE, "extra", plan.delete),
@@ -433,10 +556,15 @@ class P4RuntimeDriver(SwitchDriver):
                         updates[op].append(self.codec.update(op, e))
             t0 = time.perf_counter()
             # deletes of every kind first (a key re-added elsewhere cannot collide)
+            # a scope's default (distrust) after its trust entries; trust-all before they go
+            if default_update is not None and not desired.label_trust:
+                self._write("label_trust default", [default_update])
             self._write("reconcile", updates[Update.DELETE] + updates[Update.MODIFY]
                         + updates[Update.INSERT])
+            if default_update is not None and desired.label_trust:
+                self._write("label_trust default", [default_update])
             tags = plans["tag"]
-            old_cells = {e.key: e.param("tag_id") for e in tables[T_POLICY]}
+            old_cells = {e.key: e.param("tag_id") for e in have_tags}
             zero = [e.param("tag_id") for e in tags.insert]
             zero += [e.param("tag_id") for e in tags.modify if old_cells.get(e.key) != e.param("tag_id")]
             self._zero_tag_cells(zero)
@@ -453,9 +581,22 @@ class P4RuntimeDriver(SwitchDriver):
         return result
 
     def _zero_tag_cells(self, cells: list[int]) -> None:
+        """A tag new to its cell starts from zero in every per-tag counter."""
+        cells = sorted(set(cells))
         if cells:
             self._write("zero tag counter cells", [
-                self.codec.update(Update.MODIFY, CounterEntry(C_TAG, c)) for c in cells])
+                self.codec.update(Update.MODIFY, CounterEntry(name, c))
+                for name in self._tag_counters() for c in cells])
+
+    def _tag_counters(self) -> list[str]:
+        names = []
+        for name in C_TAG_FIELDS:
+            try:
+                self.index.counter(name)
+                names.append(name)
+            except UnknownName:
+                continue  # an older program without this counter
+        return names
 
     def _sync_part(self, what: str, want: list, have: list):
         plan = diff(want, have)
@@ -482,17 +623,39 @@ class P4RuntimeDriver(SwitchDriver):
         """Make the policy table hold exactly `rules`; a rule new to the switch (or moved to
         another counter cell) starts from a zeroed cell."""
         with self._lock:
-            want = [self._tag_entry(r) for r in rules]
-            have = self._read_tables([T_POLICY])[T_POLICY]
-            plan = self._sync_part("scitag_policy", want, have)
+            want = self._tag_entries_for(rules)
+            tables = self._read_tables(self._tag_tables())
+            have = [e for entries in tables.values() for e in entries]
+            plan = self._sync_part("tag tables", want, have)
             old_cells = {e.key: e.param("tag_id") for e in have}
             zero = [e.param("tag_id") for e in plan.insert]
             zero += [e.param("tag_id") for e in plan.modify if old_cells.get(e.key) != e.param("tag_id")]
             self._zero_tag_cells(zero)
             self.last_zeroed = zero
         if plan:
-            log.info("switch %s: scitag_policy synced: %d rules (%d changes)", self.name,
-                     len(want), len(plan))
+            log.info("switch %s: tag tables synced: %d rules (%d changes)", self.name,
+                     len(rules), len(plan))
+
+    # ---- label trust ----
+    @_p4info_errors
+    def set_label_trust(self, prefixes: list[str] | tuple[str, ...] | None) -> None:
+        """Count flow labels as tags only from these source prefixes (None: from anywhere)."""
+        if not self.has_table(T_TRUST):
+            if prefixes is None:
+                return
+            raise DriverError(f"switch {self.name}: the program has no {T_TRUST}: "
+                              f"a label trust scope cannot be enforced")
+        with self._lock:
+            want, default = self._trust_entries(tuple(prefixes) if prefixes is not None else None)
+            have = self._read_tables([T_TRUST])[T_TRUST]
+            have_default = self._read_default(T_TRUST)
+            if default != have_default and prefixes is None:
+                self._write("label_trust default", [self._default_update(T_TRUST, default)])
+            self._sync_part("label_trust", want, have)
+            if default != have_default and prefixes is not None:
+                self._write("label_trust default", [self._default_update(T_TRUST, default)])
+        log.info("switch %s: label trust %s", self.name,
+                 "everywhere" if prefixes is None else ", ".join(prefixes))
 
     # ---- firefly flows ----
     @_p4info_errors
@@ -512,6 +675,8 @@ class P4RuntimeDriver(SwitchDriver):
                     raise
             self._flows[rule.key] = rule
             self._idle_reported.discard(rule.key)
+            if self._touched is not None:
+                self._touched.add(rule.key)
 
     @_p4info_errors
     def flow_counts(self, key: FlowKey) -> Counts | None:
@@ -539,6 +704,8 @@ class P4RuntimeDriver(SwitchDriver):
                     raise
             self._flows.pop(key, None)
             self._idle_reported.discard(key)
+            if self._touched is not None:
+                self._touched.add(key)
             return counts
 
     def _decode_key(self, e: p4runtime_pb2.TableEntry) -> FlowKey:
@@ -575,9 +742,10 @@ class P4RuntimeDriver(SwitchDriver):
     def read_counters(self) -> CounterSnapshot:
         """Tag cells, bucket cells and every firefly entry's direct counter, in one Read."""
         client = self._require()
-        tag_c = self.index.counter(C_TAG)
+        present = self._tag_counters()
+        tag_fields = {self.index.counter(n).id: C_TAG_FIELDS[n] for n in present}
         bucket_ids = set()
-        entities = [self.codec.read_counter(C_TAG)]
+        entities = [self.codec.read_counter(n) for n in present]
         for name in C_BUCKETS:
             try:
                 bucket_ids.add(self.index.counter(name).id)
@@ -592,9 +760,10 @@ class P4RuntimeDriver(SwitchDriver):
             if e.HasField("counter_entry"):
                 ce = e.counter_entry
                 counts = Counts(ce.data.packet_count, ce.data.byte_count)
-                if ce.counter_id == tag_c.id:
+                cells = tag_fields.get(ce.counter_id)
+                if cells is not None:
                     if counts.packets or counts.bytes:
-                        snap.tags[ce.index.index] = counts
+                        getattr(snap, cells)[ce.index.index] = counts
                 elif ce.counter_id in bucket_ids and ce.index.index < len(BUCKETS):
                     name = BUCKETS[ce.index.index]
                     snap.buckets[name] = snap.buckets.get(name, Counts()) + counts
@@ -649,6 +818,17 @@ class P4RuntimeDriver(SwitchDriver):
                 return
             self._idle_reported.add(key)
         self._emit(FlowIdle(self.name, key))
+
+
+@dataclass(frozen=True)
+class _ReadBack:
+    """What read_back() found (the input of reconcile)."""
+    trust: bool
+    tag_tables: list[str]
+    tables: dict[str, list[TableEntry]]
+    pre: list
+    default: object
+    seconds: float
 
 
 def _error(message: str, codes: list[int]) -> DriverError:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from controller.config import ConfigError, split_addr
 from controller.ipfix.encoding import AggregateRecord, FlowRecord, encode_record, header, pack_bodies
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,12 @@ Record = FlowRecord | AggregateRecord
 
 
 def parse_collector(text: str) -> tuple[str, int]:
-    """'HOST:PORT' or '[V6]:PORT' -> (host, port); ValueError naming the problem."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"IPFIX collector {text!r}: expected HOST:PORT with a port 1..65535")
-    return host.strip("[]"), int(port)
+    """'HOST:PORT' or '[V6]:PORT' -> (host, port); ValueError (ConfigError) naming the problem.
+    A destination, unlike a listen address: a host and a port other than 0 are required."""
+    host, port = split_addr(text.strip(), "IPFIX collector")
+    if not text.strip().rpartition(":")[0].strip("[]") or port == 0:
+        raise ConfigError(f"IPFIX collector {text!r} is not HOST:PORT (a host and a port 1..65535)")
+    return host, port
 
 
 @dataclass

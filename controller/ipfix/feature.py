@@ -126,7 +126,7 @@ class IpfixExport:
     def on_poll(self, ev) -> None:
         """controller.events.PollDeltas of one switch."""
         now = ev.taken_at
-        self.flows.reading(ev.switch, [(k, c.packets, c.bytes) for k, c in ev.flows.items()], now=now)
+        self.flows.reading(ev.switch, ev.flows.items(), now=now)
         for tag_id, c in ev.tags.items():
             tag = self.tag_lookup(tag_id)
             if tag is not None:

@@ -4,11 +4,11 @@ semantics on top of the switch counters the controller reads).
 FlowReports: per (switch, firefly flow) what was counted and what was reported already,
 from the counter polls' deltas. A flow whose last record is `active_timeout_s` old and that
 has unreported traffic gets an interim record (flowEndReason 2, active timeout: at the poll
-that finds it due, or at the sweep once per active timeout); when the flow ends (firefly `end`, idle timeout
-on a switch, eviction) it gets its end record at every switch that counted it (reasons 3, 1,
-4). Deltas = new since this flow's previous record at this switch; totals = since the flow
-started there. flowEndMilliseconds = the reading in which the flow's counts last grew (the
-last packet, to the poll's resolution).
+that finds it due, or at the sweep once per active timeout); when the flow ends (firefly
+`end`, idle timeout on a switch, eviction) it gets its end record at every switch that
+counted it (reasons 3, 1, 4). Deltas = new since this flow's previous record at this
+switch; totals = since the flow started there. flowEndMilliseconds = the reading in which
+the flow's counts last grew (the last packet, to the poll's resolution).
 
 AggregateReports: the tag counters' deltas per (switch, source, experiment, activity),
 summed over `interval_s` and exported as one record per key and interval. Only the sources in
@@ -143,17 +143,19 @@ class FlowReports:
                 if st is not None:
                     st.info = info
 
-    def reading(self, switch: str, deltas: Iterable[tuple[object, int, int]],
+    def reading(self, switch: str, deltas: Iterable[tuple[object, object]],
                 now: float | None = None) -> int:
-        """One counter poll of a switch: (flow key, new packets, new bytes) per flow whose
-        counters moved; keys flow_info() does not know are skipped. Returns the number of
-        records made (interim, and those of the sweep when it is due)."""
+        """One counter poll of a switch: (flow key, Counts) per flow whose counters moved
+        (PollDeltas.flows.items(): no per-flow objects are made here, which at 65,536 flows
+        would cost more in garbage collection than the rest). Unknown flows are skipped.
+        Returns the number of records made (interim, and the sweep's when it is due)."""
         now = self.clock() if now is None else now
         due_before = now - self.active_timeout_s
         out: list[FlowRecord] = []
         with self._lock:
             seen = self._seen.setdefault(switch, {})
-            for key, packets, octets in deltas:
+            for key, counts in deltas:
+                packets, octets = counts.packets, counts.bytes
                 st = seen.get(key)
                 if st is None:
                     info = self._live.get(key)

@@ -65,13 +65,12 @@ const bucket_id_t BUCKET_EXTHDR_MISMATCH = 8;  /* option and a trusted registere
 const bucket_id_t BUCKET_EXTHDR_UNPARSED = 9;  /* options longer than the walk's limit or malformed: forwarded */
 const bit<32> BUCKET_COUNT = 16;
 
-/* Hop-by-Hop and Destination Options headers are walked option by option up to this size:
- * hdr_ext_len 0 or 1 (8 or 16 bytes, 6 or 14 bytes of options). A longer header is counted in
- * BUCKET_EXTHDR_UNPARSED and forwarded untouched, its TCP/UDP ports unseen. */
-#define EXTHDR_MAX_OPTION_BYTES 14
-/* Bytes of one options area the parser may extract: the area, plus the most one option can
- * claim past its end before the walk sees that it overran (then BUCKET_EXTHDR_UNPARSED). */
-#define EXTHDR_OPT_STACK_DEPTH 28
+/* Hop-by-Hop and Destination Options headers are walked option by option when they are 8 bytes
+ * long (hdr_ext_len 0: 6 bytes of options, what flowd-go writes). A longer header, or an
+ * option running past the header, is counted in BUCKET_EXTHDR_UNPARSED and forwarded
+ * untouched, its TCP/UDP ports unseen. (The same limit on every target: a longer walk does not
+ * fit Tofino's parser; see shared/exthdr_walk.p4.) */
+const bit<8> EXTHDR_MAX_LEN_UNITS = 0;
 
 /* meta.label_class values */
 const bit<2> LABEL_NONE = 0;          /* not IPv6, or label 0 */

@@ -65,18 +65,10 @@ header ipv6_ext_t {
     bit<8> hdr_ext_len;   /* in 8-byte units, not counting the first 8 bytes */
 }
 
-/* One byte of an options area. The parser walks the options (TLVs) and extracts every byte it
-   passes into a stack of these, so that the deparser writes the header back unchanged. */
-header opt_byte_t {
-    bit<8> value;
-}
-
-/* The scitags option as flowd-go writes it: type 0x1E, length 3, experiment << 8 | activity. */
-header scitag_opt_t {
-    bit<8>  type;
-    bit<8>  len;
-    bit<16> experiment;
-    bit<8>  activity;
+/* The 6 option bytes of an 8-byte options header, extracted once the walk has read them (the
+   scitags option among them: type 0x1E, length 3, experiment << 8 | activity). */
+header ipv6_opts_area_t {
+    bit<48> options;
 }
 
 header tcp_t {
@@ -132,9 +124,9 @@ struct headers_t {
     ipv4_t       ipv4;
     ipv6_t       ipv6;
     ipv6_ext_t   hopopts;
-    opt_byte_t[EXTHDR_OPT_STACK_DEPTH] hopopts_bytes;
+    ipv6_opts_area_t hopopts_opts;
     ipv6_ext_t   dstopts;
-    opt_byte_t[EXTHDR_OPT_STACK_DEPTH] dstopts_bytes;
+    ipv6_opts_area_t dstopts_opts;
     tcp_t        tcp;
     udp_t        udp;
 }
@@ -147,7 +139,6 @@ struct local_metadata_t {
     bit<16>      l4_dst_port;
     bool         l4_valid;
     bit<8>       l4_protocol;        /* TCP or UDP, behind any extension headers */
-    bit<8>       exthdr_left;        /* option bytes not walked yet (v1model parser) */
     bool         exthdr_tag_valid;   /* a scitags option was found */
     exthdr_tag_t exthdr_tag;         /* its data: experiment << 8 | activity */
     bool         exthdr_unparsed;    /* options the walk could not follow */

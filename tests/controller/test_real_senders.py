@@ -89,14 +89,18 @@ class Controller:
         send_from(sender, data, (sender, self.firefly_port))
 
     def wait_installed(self, *keys: tuple) -> dict[tuple, dict]:
-        live = poll(lambda: (lambda l: l if all(k in l and l[k]["installed_on"] == ["s1"]
-                                                for k in keys) else None)(self.live()), timeout=15)
+        def installed() -> dict | None:
+            live = self.live()
+            return live if all(k in live and live[k]["installed_on"] == ["s1"] for k in keys) else None
+        live = poll(installed, timeout=15)
         assert live, f"flows {keys} not installed: {self.live()}\n{self.get('/api/v1/fireflies')}"
         return live
 
     def wait_removed(self, *keys: tuple) -> dict[tuple, dict]:
-        ended = poll(lambda: (lambda e: e if all(k in e for k in keys) and not set(keys) & set(self.live())
-                              else None)(self.ended()), timeout=15)
+        def removed() -> dict | None:
+            ended = self.ended()
+            return ended if all(k in ended for k in keys) and not set(keys) & set(self.live()) else None
+        ended = poll(removed, timeout=15)
         assert ended, f"flows {keys} not removed: {self.live()}\n{self.get('/api/v1/fireflies')}"
         return ended
 
@@ -104,17 +108,17 @@ class Controller:
 @pytest.fixture(scope="module")
 def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
     state = tmp_path_factory.mktemp("ctl")
-    api = f"127.0.0.1:{free_tcp_port()}"
+    api_at = f"127.0.0.1:{free_tcp_port()}"
     port = free_udp_port()
     relayed = RawCollector()
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "start", "--switch", "soft",
          "--grpc-addr", f"127.0.0.1:{free_tcp_port()}", "--device-id", "1", "--state-dir", str(state),
-         "--api", api, "--firefly-listen", f"[::]:{port}", "--p4info", str(P4INFO),
+         "--api", api_at, "--firefly-listen", f"[::]:{port}", "--p4info", str(P4INFO),
          "--device-config", str(DEVICE_JSON), "--poll-interval", "0.5",
          "--relay", f"127.0.0.1:{relayed.port}"],
         cwd=ROOT, stdout=open(state / "controller.log", "wb"), stderr=subprocess.STDOUT)
-    ctl = Controller(api, port, proc, relayed)
+    ctl = Controller(api_at, port, proc, relayed)
     try:
         def ready() -> bool:
             try:
@@ -182,8 +186,8 @@ def test_reference_flowd_np_api_start_and_end(controller: Controller, reference_
     ended = controller.wait_removed(key)
     assert ended[key]["end_reason"] == "end"
     # relayed once each, schema-valid, the end repaired with the flow's start
-    docs = poll(lambda: (lambda d: d if len(d) == 2 else None)(controller.relayed_for(key)), timeout=10)
-    assert docs, controller.relayed_for(key)
+    assert poll(lambda: len(controller.relayed_for(key)) == 2, timeout=10), controller.relayed_for(key)
+    docs = controller.relayed_for(key)
     for doc in docs:
         errors = list(firefly_validator().iter_errors(doc))
         assert not errors, (doc, errors[0].message)

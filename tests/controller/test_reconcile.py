@@ -3,19 +3,22 @@ the controller's back are repaired within two reconcile intervals, counted by ki
 status and /metrics, and counting goes on; a backup never repairs."""
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 
 import grpc
 import pytest
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from controller import cli
 from controller.drivers.p4runtime import T_FF, T_L2, T_POLICY, P4RuntimeDriver
 from labnet.waiting import wait_until
 from p4schema import CloneSession
 from p4schema.constants import MONITOR_MIRROR_SESSION_ID
 from scitags_core import flowlabel
 from tests.controller.harness import (
-    CMS, DEVICE_JSON, P4INFO, PERFSONAR, api, counters, observer, row, send_all,
+    CMS, DEVICE_JSON, P4INFO, PERFSONAR, api, api_addr, counters, observer, row, send_all,
     start_flow, v4, v6)
 
 pytestmark = pytest.mark.timeout(180)
@@ -125,6 +128,10 @@ def test_periodic_pass_repairs_every_kind_of_drift(one_switch):
             {("clone_session", MONITOR_MIRROR_SESSION_ID)})
     finally:
         obs.close()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["status", "--api", api_addr(rt)]) == 0
+    assert "REPAIRS" in out.getvalue() and "tag/missing 1" in out.getvalue()
     metrics = api(rt, "/metrics")
     assert 'scitags_reconcile_repairs_total{change="missing",kind="tag",switch="s1"} 1.0' in metrics
     assert 'scitags_reconcile_repairs_total{change="extra",kind="l2",switch="s1"} 1.0' in metrics

@@ -42,7 +42,8 @@ def test_go_time_format_matches_flowd_go() -> None:
 
 def test_flowd_go_bare_json_start() -> None:
     data = flowd_go("start", "192.0.2.1", 40000, "192.0.2.2", 1094, 3, 14, start=T0)
-    assert data.startswith(b'{"version":1,"flow-lifecycle":{"state":"start","start-time":"2026-11-25T10:00:00.25+00:00"},')
+    assert data.startswith(b'{"version":1,"flow-lifecycle":{"state":"start",'
+                           b'"start-time":"2026-11-25T10:00:00.25+00:00"},')
     record = parse_firefly(data)
     assert record.deviations == (D.NO_SYSLOG_HEADER,)
     assert record.state is FlowState.START and record.start_time == T0
@@ -215,3 +216,19 @@ def test_every_shape_repairs_into_a_schema_valid_firefly(reference_sender) -> No
         assert again.start_time == (record.start_time or flow_start)
         assert again.current_time == (record.current_time or now)
         assert again.end_time == record.end_time
+
+
+@pytest.mark.parametrize("stamp", ["2026-11-25T10:00:00Z", "2026-11-25T10:00:00.123456789Z",
+                                   "2026-11-25t10:00:00.5z"])
+def test_z_times_are_plain_rfc3339(stamp: str) -> None:
+    """dCache (Java Instant.toString) ends its times in Z, up to nanoseconds: no deviation."""
+    doc = {"version": 1, "flow-lifecycle": {"state": "end", "start-time": stamp, "end-time": stamp,
+                                            "current-time": stamp},
+           "flow-id": {"afi": "ipv4", "src-ip": "192.0.2.1", "dst-ip": "192.0.2.2", "protocol": "tcp",
+                       "src-port": 1, "dst-port": 2},
+           "context": {"experiment-id": 3, "activity-id": 14}}
+    record = parse_firefly(f"<134>1 {stamp} dcache.example.org dCache - firefly-json - {json.dumps(doc)}"
+                           .encode(), strict=True)
+    assert record.deviations == ()
+    assert record.end_time.tzinfo is not None and record.end_time.utcoffset() == dt.timedelta(0)
+    assert record.syslog_timestamp == record.end_time

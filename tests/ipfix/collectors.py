@@ -42,6 +42,7 @@ def udp_port_bound(port: int) -> bool:
 class _Daemon:
     proc: subprocess.Popen | None = None
     port: int
+    stop_signal = signal.SIGTERM
 
     def _started(self, cmd: list[str], log: Path) -> None:
         with open(log, "ab") as out:
@@ -53,7 +54,7 @@ class _Daemon:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -64,6 +65,8 @@ class _Daemon:
 
 class Nfacctd(_Daemon):
     """nfacctd with deploy/pmacct/nfacctd.conf; records() = the JSON objects it wrote."""
+
+    stop_signal = signal.SIGINT  # pmacct's graceful end (docs/SIGNALS); SIGTERM is not it
 
     def __init__(self, workdir: Path, port: int | None = None, refresh_s: int = 1) -> None:
         self.dir = workdir

@@ -9,7 +9,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from controller.drivers.base import FlowKey
+from controller.drivers.base import Counts, FlowKey
 from controller.ipfix.exporter import IpfixExporter
 from controller.ipfix.reports import AggregateReports, DomainIds, FlowInfo, FlowReports
 from tests.ipfix.collectors import (
@@ -52,7 +52,7 @@ def export_scenario(exporter: IpfixExporter, n_flows: int = 240):
     want_flows: dict[tuple, dict] = {}
     for step, dt in enumerate((1, 12, 24)):  # polls: deltas of the flows that moved
         for switch in ("s1", "s2"):
-            deltas = [(info.key, i + 1, (i + 1) * 1200 + (i if step == 0 else 0))
+            deltas = [(info.key, Counts(i + 1, (i + 1) * 1200 + (i if step == 0 else 0)))
                       for i, info in enumerate(flows) if ("s1" if i % 3 else "s2") == switch]
             flows_rep.reading(switch, deltas, now=t0 + dt)
     reasons = ("end", "idle:s1", "evicted")

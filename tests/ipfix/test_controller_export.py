@@ -1,7 +1,8 @@
 """End to end: `controller start` with the IPFIX extension and the built-in target (softswitch
 on veth ports, real gRPC), real traffic of a firefly flow and of label-tagged packets through
-the switch, exported to a real nfacctd running the shipped deploy/pmacct configuration: its
-JSON has the flow with exactly the bytes and packets the switch counted, and the tag aggregate."""
+the switch, exported to a real nfacctd running the shipped deploy/pmacct configuration and to
+nfcapd: nfacctd's JSON and `nfdump -r` have the flow with exactly the bytes and packets the
+switch counted, and the tag aggregate."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,8 @@ from tests.conftest import IS_ROOT
 from tests.controller.harness import (
     CMS, H1, H2, HAVE_SOFT_CLI, MON, PERFSONAR, SwitchProc, api, counters, flow_on_switch,
     observer, row, send_all, send_firefly, start_controller, start_flow, topology_yaml, v4, v6)
-from tests.ipfix.collectors import HAVE_NFACCTD, MISSING_NFACCTD, Nfacctd
+from tests.ipfix.collectors import (
+    HAVE_NFACCTD, HAVE_NFDUMP, MISSING_NFACCTD, MISSING_NFDUMP, Nfacctd, Nfcapd)
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -33,25 +35,28 @@ def lab(tmp_path):
                           {"node1": "h2", "node2": "s1", "port2": 2},
                           {"node1": "mon1", "node2": "s1", "port2": 3}])
     nfacctd = Nfacctd(tmp_path / "pmacct").start()
+    nfcapd = Nfcapd(tmp_path / "nfdump").start() if HAVE_NFDUMP else None
     runtimes = []
 
-    def start(**section):
-        section.setdefault("collectors", [f"127.0.0.1:{nfacctd.port}"])
+    def start(**section):  # the same export to both collectors (--ipfix is repeatable)
+        section.setdefault("collectors", [f"127.0.0.1:{c.port}" for c in (nfacctd, nfcapd) if c])
         rt = start_controller(tmp_path, topo, extensions=[IpfixExtension()], sections={"ipfix": section})
         runtimes.append(rt)
         assert rt.controller.wait_ready(30), rt.controller.status()
         return rt
 
-    yield sw, nfacctd, start
+    yield sw, nfacctd, nfcapd, start
     for rt in runtimes:
         with contextlib.suppress(Exception):
             rt.stop()
     nfacctd.stop()
+    if nfcapd:
+        nfcapd.stop()
     sw.stop()
 
 
 def test_firefly_flow_and_tag_aggregate_reach_nfacctd(lab):
-    sw, nfacctd, start = lab
+    sw, nfacctd, nfcapd, start = lab
     rt = start(active_timeout_s=1.0, aggregate_interval_s=1.0, template_refresh_s=1.0)
     obs = observer(sw)
     try:
@@ -98,12 +103,21 @@ def test_firefly_flow_and_tag_aggregate_reach_nfacctd(lab):
     assert status["observation_domains"] == {"s1": 1}
     assert f'scitags_ipfix_records_exported_total{{collector="127.0.0.1:{nfacctd.port}"}}' in metrics
     assert 'scitags_ipfix_records_dropped_total{collector="",reason="queue-full"} 0.0' in metrics
+    if nfcapd is None:
+        pytest.skip(MISSING_NFDUMP)  # the nfacctd half above has run
+    nf = nfcapd.flows()
+    nf_flow = [f for f in nf if f["proto"] == 6]
+    assert {(f["src4_addr"], f["dst4_addr"], f["src_port"], f["dst_port"]) for f in nf_flow} == {
+        (H1["ipv4"], H2["ipv4"], 40100, 1094)}
+    assert sum(f["in_bytes"] for f in nf_flow) == counted["bytes"]
+    assert sum(f["in_packets"] for f in nf_flow) == counted["packets"]
+    assert sum(f["in_bytes"] for f in nf if f["proto"] == 0) == tag_row["bytes"]
 
 
 def test_unreachable_collector_never_blocks_counting(lab):
     """A collector address that errors on every send: fireflies and counting go on, the
     records are counted as dropped, status and metrics say so."""
-    sw, _, start = lab
+    sw, _, _, start = lab
     rt = start(collectors=["255.255.255.255:9"])  # broadcast: EACCES on each send, nothing leaves
     obs = observer(sw)
     try:

@@ -12,7 +12,7 @@ from controller.events import FlowEvent, PollDeltas
 from controller.hooks import Hooks
 from controller.ipfix.feature import IpfixExport, IpfixSettings
 from tests.ipfix import wire
-from tests.ipfix.test_exporter import Sink
+from tests.ipfix.wire import Sink
 
 
 def test_settings_from_yaml_and_command_line():
@@ -70,7 +70,7 @@ def test_listeners_export_flows_and_aggregates():
 
 
 @pytest.mark.parametrize("args, yaml_text, message", [
-    (["--ipfix", "nohost"], None, "IPFIX collector 'nohost': expected HOST:PORT"),
+    (["--ipfix", "nohost"], None, "IPFIX collector 'nohost' is not HOST:PORT"),
     ([], "ipfix:\n  collectors: ['127.0.0.1:4739']\n  active_timout_s: 5\n", "unknown key(s) active_timout_s"),
 ])
 def test_bad_ipfix_settings_exit_2(tmp_path, args, yaml_text, message):
@@ -87,3 +87,18 @@ def test_bad_ipfix_settings_exit_2(tmp_path, args, yaml_text, message):
                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+def test_command_line_options_overlay_the_yaml_section():
+    import argparse
+    from controller.ipfix.feature import IpfixExtension
+    ext = IpfixExtension()
+    parser = argparse.ArgumentParser()
+    ext.add_arguments(parser)
+    args = parser.parse_args(["--ipfix", "127.0.0.1:4739", "--ipfix", "[::1]:2055",
+                              "--ipfix-active-timeout", "30"])
+    assert ext.options(args) == {"collectors": ["127.0.0.1:4739", "[::1]:2055"], "active_timeout_s": 30.0}
+    assert ext.options(parser.parse_args([])) == {}
+    ext.configure({"collectors": ["127.0.0.1:9"], "aggregate_interval_s": 10, **ext.options(args)})
+    assert ext.settings.collectors == ["127.0.0.1:4739", "[::1]:2055"]
+    assert (ext.settings.active_timeout_s, ext.settings.aggregate_interval_s) == (30.0, 10.0)

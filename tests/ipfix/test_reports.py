@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.drivers.base import FlowKey
+from controller.drivers.base import Counts, FlowKey
 from controller.ipfix.encoding import END_ACTIVE, END_FORCED, END_IDLE, END_OF_FLOW
 from controller.ipfix.reports import (
     AggregateReports, DomainIds, FlowInfo, FlowReports, default_domain_id, end_reason_code)
@@ -23,16 +23,16 @@ def reporter(**kw):
 
 def test_active_timeout_deltas_and_end_totals():
     rep, out = reporter(active_timeout_s=60)
-    assert rep.reading("s1", [(KEY, 10, 10_000)], now=T0 + 2) == 0  # first sight: not due yet
-    rep.reading("s1", [(KEY, 40, 40_000)], now=T0 + 30)
+    assert rep.reading("s1", [(KEY, Counts(10, 10_000))], now=T0 + 2) == 0  # first sight: not due yet
+    rep.reading("s1", [(KEY, Counts(40, 40_000))], now=T0 + 30)
     assert out == []
-    assert rep.reading("s1", [(KEY, 30, 30_000)], now=T0 + 62) == 1
+    assert rep.reading("s1", [(KEY, Counts(30, 30_000))], now=T0 + 62) == 1
     r = out[-1]
     assert (r.packet_delta, r.octet_delta, r.packet_total, r.octet_total) == (80, 80_000, 80, 80_000)
     assert r.end_reason == END_ACTIVE and r.domain_id == 1 and r.switch == "s1"
     assert (r.start_ms, r.end_ms) == (int(T0 * 1000), int((T0 + 62) * 1000))
     assert (r.experiment, r.activity, r.flow_label) == (3, 14, 0x30038)
-    rep.reading("s1", [(KEY, 10, 10_000)], now=T0 + 100)
+    rep.reading("s1", [(KEY, Counts(10, 10_000))], now=T0 + 100)
     assert len(out) == 1  # 38 s after the last record: not due
     rep.sweep(now=T0 + 130)  # due; the flow stopped moving at T0+100 (not in the polls since)
     mid = out[-1]
@@ -48,8 +48,8 @@ def test_active_timeout_deltas_and_end_totals():
 
 def test_no_interim_record_without_new_traffic():
     rep, out = reporter(active_timeout_s=10)
-    rep.reading("s1", [(KEY, 5, 500)], now=T0 + 1)
-    rep.reading("s1", [(KEY, 0, 0)], now=T0 + 12)
+    rep.reading("s1", [(KEY, Counts(5, 500))], now=T0 + 1)
+    rep.reading("s1", [(KEY, Counts(0, 0))], now=T0 + 12)
     assert len(out) == 1  # the traffic before the first report counts
     rep.sweep(now=T0 + 40)
     assert len(out) == 1
@@ -60,8 +60,8 @@ def test_no_interim_record_without_new_traffic():
 
 def test_each_switch_is_its_own_observation_domain():
     rep, out = reporter(active_timeout_s=10)
-    rep.reading("s1", [(KEY, 5, 500)], now=T0 + 1)
-    rep.reading("s2", [(KEY, 4, 400)], now=T0 + 1)
+    rep.reading("s1", [(KEY, Counts(5, 500))], now=T0 + 1)
+    rep.reading("s2", [(KEY, Counts(4, 400))], now=T0 + 1)
     rep.ended(KEY, {"s1": (6, 600), "s2": (4, 400)}, "eviction", now=T0 + 3)
     assert [(r.domain_id, r.octet_total, r.octet_delta, r.end_reason) for r in out] == [
         (1, 600, 600, END_FORCED), (2, 400, 400, END_FORCED)]
@@ -71,9 +71,9 @@ def test_poll_delta_after_the_end_is_not_counted_twice():
     """The controller may hand a poll's deltas to listeners after the flow's end event (whose
     final counts include them): they are ignored."""
     rep, out = reporter(active_timeout_s=10)
-    rep.reading("s1", [(KEY, 5, 500)], now=T0 + 1)
+    rep.reading("s1", [(KEY, Counts(5, 500))], now=T0 + 1)
     rep.ended(KEY, {"s1": (7, 700)}, "end", now=T0 + 3)
-    rep.reading("s1", [(KEY, 2, 200)], now=T0 + 3)
+    rep.reading("s1", [(KEY, Counts(2, 200))], now=T0 + 3)
     rep.sweep(now=T0 + 100)
     assert [(r.octet_delta, r.end_reason) for r in out] == [(700, END_OF_FLOW)] and len(rep) == 0
 
@@ -82,11 +82,11 @@ def test_flow_lost_without_end_is_closed_as_forced():
     rep, out = reporter(active_timeout_s=10)
     other = FlowInfo(FlowKey.of("10.0.0.1", "10.0.0.2", "udp", 1, 2), 2, 1, T0)
     rep.started(other)
-    rep.reading("s1", [(KEY, 5, 500), (other.key, 1, 10)], now=T0)
+    rep.reading("s1", [(KEY, Counts(5, 500)), (other.key, Counts(1, 10))], now=T0)
     rep._live.pop(KEY)  # the controller forgot it without an end event
-    rep.reading("s1", [(other.key, 1, 10)], now=T0 + 5)
+    rep.reading("s1", [(other.key, Counts(1, 10))], now=T0 + 5)
     assert out == []
-    rep.reading("s1", [(other.key, 1, 10)], now=T0 + 11)  # the sweep, once per active timeout
+    rep.reading("s1", [(other.key, Counts(1, 10))], now=T0 + 11)  # the sweep, once per active timeout
     lost = [r for r in out if r.src == KEY.src]
     assert len(lost) == 1 and lost[0].end_reason == END_FORCED and lost[0].octet_delta == 500
     assert rep.records["lost"] == 1 and len(rep) == 1
@@ -94,7 +94,7 @@ def test_flow_lost_without_end_is_closed_as_forced():
 
 def test_retagged_flow_reports_the_new_tag_and_keeps_its_start():
     rep, out = reporter(active_timeout_s=10)
-    rep.reading("s1", [(KEY, 5, 500)], now=T0 + 1)
+    rep.reading("s1", [(KEY, Counts(5, 500))], now=T0 + 1)
     rep.started(FlowInfo(KEY, experiment=2, activity=4, started=T0 + 2))
     rep.ended(KEY, {"s1": (6, 600)}, "end", now=T0 + 5)
     assert (out[-1].experiment, out[-1].activity, out[-1].octet_delta) == (2, 4, 600)
@@ -104,7 +104,7 @@ def test_retagged_flow_reports_the_new_tag_and_keeps_its_start():
 def test_unknown_flow_is_ignored_until_announced():
     out: list = []
     rep = FlowReports(lambda recs: out.extend(recs) or len(recs), DomainIds({}), active_timeout_s=10)
-    rep.reading("s1", [(KEY, 5, 500)], now=T0)
+    rep.reading("s1", [(KEY, Counts(5, 500))], now=T0)
     assert len(rep) == 0
     rep.ended(KEY, {"s1": (5, 500)}, "end", now=T0 + 1, info=INFO)  # the end event names the flow
     assert [(r.octet_total, r.end_reason) for r in out] == [(500, END_OF_FLOW)]

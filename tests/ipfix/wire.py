@@ -1,7 +1,9 @@
 """An independent reading of IPFIX messages (RFC 7011 sections 3 and 3.4): headers, set
-boundaries and template records. The record contents are checked by the real collectors."""
+boundaries and template records; and a UDP socket that collects them. The record contents
+are checked by the real collectors."""
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -56,3 +58,26 @@ def data_records(msg: Message, templates: dict[int, list[tuple[int, int, int]]])
         assert len(body) % size == 0, f"set {tid}: {len(body)} bytes is not whole {size}-byte records"
         n += len(body) // size
     return n
+
+
+class Sink:
+    """A UDP socket standing in for a collector: the datagrams, parsed."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.addr = self.sock.getsockname()
+
+    def messages(self, quiet_s: float = 0.5) -> list[Message]:
+        out = []
+        self.sock.settimeout(quiet_s)
+        while True:
+            try:
+                out.append(parse(self.sock.recv(65535)))
+            except socket.timeout:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()

@@ -84,24 +84,33 @@ def test_option_and_label_that_disagree(sw):
 
 
 @pytest.mark.parametrize("options", [
-    bytes([0x00]) + bytes([0x1E, 3, 0, CMS, 14]),                   # Pad1 first
-    bytes([0x05, 0x02, 0, 0]) + bytes([0x1E, 3, 0, CMS, 14]) + bytes([0x01, 3, 0, 0, 0]),  # router alert, PadN
-    bytes([0x01, 0x00]) + bytes([0x1E, 3, 0, CMS, 14]) + bytes([0x01, 5, 0, 0, 0, 0, 0]),  # PadN(0) first
-], ids=["pad1", "router-alert+padn", "padn0"])
+    bytes([0x00, 0x1E, 3, 0, CMS, 14]),                 # Pad1 first, the option last
+    bytes([0x1E, 3, 0, CMS, 14, 0x00]),                 # flowd-go's order
+], ids=["pad1-first", "pad1-last"])
 def test_option_found_among_other_options(sw, options):
-    length_units = (2 + len(options)) // 8 - 1
-    assert (2 + len(options)) % 8 == 0
-    frame = frame_with(bytes([TCP_NH, length_units]) + options, HOPOPTS)
+    frame = frame_with(bytes([TCP_NH, 0]) + options, HOPOPTS)
     before = sw.counters()
     send_expect(sw, 1, frame, {2: [frame]})
     after = sw.wait_counters(lambda s: delta(before, s, "exthdr_tags", TAG_CMS_ANALYSIS)[0] == 1)
     assert delta(before, after, "exthdr_tags", TAG_CMS_ANALYSIS) == (1, len(frame))
 
 
+def test_other_options_only_leave_the_label_in_charge(sw):
+    """Router alert + PadN: walked, no scitags option, so the label is the tag."""
+    ext = bytes([TCP_NH, 0, 0x05, 0x02, 0, 0, 0x01, 0x00])
+    frame = frame_with(ext, HOPOPTS, label=flowlabel.encode_label(CMS, 14, entropy=4))
+    before = sw.counters()
+    send_expect(sw, 1, frame, {2: [frame]})
+    after = sw.wait_counters(lambda s: delta(before, s, "tags", TAG_CMS_ANALYSIS)[0] == 1)
+    assert delta(before, after, "tags", TAG_CMS_ANALYSIS) == (1, len(frame))
+    assert after.exthdr_tags == before.exthdr_tags
+
+
 @pytest.mark.parametrize("ext", [
-    bytes([TCP_NH, 2]) + bytes([0x1E, 3, 0, CMS, 14]) + bytes([0x01, 15]) + bytes(15),  # 24 bytes: past the walk's limit
+    bytes([TCP_NH, 1, 0x05, 0x02, 0, 0]) + bytes([0x1E, 3, 0, CMS, 14]) + bytes([0x01, 3, 0, 0, 0]),  # 16 bytes: past the walk's limit
     bytes([TCP_NH, 0]) + bytes([0x01, 9]) + bytes(4),                                   # PadN runs past its header
-], ids=["too-long", "overrun"])
+    bytes([TCP_NH, 0, 0x01, 0x00, 0x1E, 3, 0, CMS]),                                    # the option runs past it
+], ids=["too-long", "padn-overrun", "option-overrun"])
 def test_unwalkable_options_counted_and_forwarded(sw, ext):
     frame = frame_with(ext, HOPOPTS)
     before = sw.counters()

@@ -61,3 +61,14 @@ def test_bucket_names_keep_their_order():
                                      "firefly_only", "parser_error")
     assert len(set(constants.BUCKETS)) == len(constants.BUCKETS)
     assert (constants.EXPERIMENT_MAX, constants.ACTIVITY_MAX) == (511, 63)
+
+
+def test_firefly_action_widths_match_the_p4info():
+    from p4schema import P4Schema
+    from tests.conftest import P4_BUILD
+    schema = P4Schema.from_file(P4_BUILD / "scitags.p4info.txtpb")
+    for afi in (4, 6):
+        action = schema.action(f"firefly_flow_v{afi}")
+        assert action.param("experiment").bitwidth == constants.FIREFLY_EXPERIMENT_BITS
+        assert action.param("activity").bitwidth == constants.FIREFLY_ACTIVITY_BITS
+    assert constants.DROP_PORT == 511

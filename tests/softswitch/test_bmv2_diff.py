@@ -247,9 +247,10 @@ def exthdr_corpus(b) -> list[bytes]:
         frame(0, opt(17, 300, 9), l4=udp_ff),                     # whole experiment, firefly punted
         frame(0, opt(6, 37, 5), label=encode_label(300, 1)),      # option and label disagree
         frame(0, opt(6, 99, 1)),                                  # unregistered option
-        frame(0, bytes([6, 1, 5, 2, 0, 0, 0x1E, 3, 0, 37, 5, 1, 3, 0, 0, 0])),  # router alert, PadN
+        frame(0, bytes([6, 1, 5, 2, 0, 0, 0x1E, 3, 0, 37, 5, 1, 3, 0, 0, 0])),  # 16 bytes: past the limit
         frame(0, bytes([6, 0, 0, 0x1E, 3, 0, 37, 5])),            # Pad1 first
-        frame(0, bytes([6, 2]) + bytes(22)),                      # 24 bytes: past the walk's limit
+        frame(0, bytes([6, 0, 5, 2, 0, 0, 1, 0])),                # router alert + PadN, no tag
+        frame(0, bytes([6, 0, 1, 0, 0x1E, 3, 0, 37])),            # the option overruns its header
         frame(0, bytes([6, 0, 1, 9, 0, 0, 0, 0])),                # PadN overruns its header
         frame(0, bytes([6, 0, 0x1E, 7, 0, 37, 5, 0])),            # scitags type, wrong length
         frame(0, opt(6, 37, 5), cut=14 + 40 + 5),                 # truncated inside the header

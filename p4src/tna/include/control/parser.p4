@@ -4,20 +4,12 @@
 #ifndef SCITAGS_TNA_PARSER_P4
 #define SCITAGS_TNA_PARSER_P4
 
-/* The option walk counts the bytes left in the parser counter. */
-#define EXTHDR_LEFT_SET(n) exthdr_left.set((bit<8>)n);
-#define EXTHDR_LEFT_SUB(n) exthdr_left.decrement(n);
-#define EXTHDR_NEXT(done, more, bad) \
-    transition select(exthdr_left.is_negative(), exthdr_left.is_zero()) { \
-        (true, false): bad; (false, true): done; default: more; }
 #include "../../../shared/exthdr_walk.p4"
 
 parser ScitagsIngressParser(packet_in pkt,
                             out headers_t hdr,
                             out local_metadata_t meta,
                             out ingress_intrinsic_metadata_t ig_intr_md) {
-    ParserCounter() exthdr_left;
-
     state start {
         pkt.extract(ig_intr_md);
         pkt.advance(PORT_METADATA_SIZE);
@@ -25,7 +17,6 @@ parser ScitagsIngressParser(packet_in pkt,
         meta.l4_dst_port = 0;
         meta.l4_valid = false;
         meta.l4_protocol = 0;
-        meta.exthdr_left = 0;
         meta.exthdr_tag_valid = false;
         meta.exthdr_tag = 0;
         meta.exthdr_unparsed = false;
@@ -97,7 +88,7 @@ parser ScitagsIngressParser(packet_in pkt,
 
     EXTHDR_OPTION_STATES(hopopts)
 
-    state hopopts_done {
+    state hopopts_next {
         transition select(hdr.hopopts.next_hdr) {
             PROTO_TCP: parse_tcp;
             PROTO_UDP: parse_udp;
@@ -108,7 +99,7 @@ parser ScitagsIngressParser(packet_in pkt,
 
     EXTHDR_OPTION_STATES(dstopts)
 
-    state dstopts_done {
+    state dstopts_next {
         transition select(hdr.dstopts.next_hdr) {
             PROTO_TCP: parse_tcp;
             PROTO_UDP: parse_udp;
@@ -157,9 +148,9 @@ control ScitagsIngressDeparser(packet_out pkt,
         pkt.emit(hdr.ipv4);
         pkt.emit(hdr.ipv6);
         pkt.emit(hdr.hopopts);
-        pkt.emit(hdr.hopopts_bytes);
+        pkt.emit(hdr.hopopts_opts);
         pkt.emit(hdr.dstopts);
-        pkt.emit(hdr.dstopts_bytes);
+        pkt.emit(hdr.dstopts_opts);
         pkt.emit(hdr.tcp);
         pkt.emit(hdr.udp);
     }

@@ -2,11 +2,6 @@
 #ifndef SCITAGS_V1MODEL_PARSER_P4
 #define SCITAGS_V1MODEL_PARSER_P4
 
-/* The option walk counts the bytes left in metadata; an overrun wraps below zero (>= 16). */
-#define EXTHDR_LEFT_SET(n) meta.exthdr_left = n;
-#define EXTHDR_LEFT_SUB(n) meta.exthdr_left = meta.exthdr_left - n;
-#define EXTHDR_NEXT(done, more, bad) \
-    transition select(meta.exthdr_left) { 0: done; 0x00 &&& 0xF0: more; default: bad; }
 #include "../../../shared/exthdr_walk.p4"
 
 parser ScitagsParser(packet_in pkt,
@@ -67,7 +62,7 @@ parser ScitagsParser(packet_in pkt,
 
     EXTHDR_OPTION_STATES(hopopts)
 
-    state hopopts_done {
+    state hopopts_next {
         transition select(hdr.hopopts.next_hdr) {
             PROTO_TCP: parse_tcp;
             PROTO_UDP: parse_udp;
@@ -78,7 +73,7 @@ parser ScitagsParser(packet_in pkt,
 
     EXTHDR_OPTION_STATES(dstopts)
 
-    state dstopts_done {
+    state dstopts_next {
         transition select(hdr.dstopts.next_hdr) {
             PROTO_TCP: parse_tcp;
             PROTO_UDP: parse_udp;
@@ -119,9 +114,9 @@ control ScitagsDeparser(packet_out pkt, in headers_t hdr) {
         pkt.emit(hdr.ipv4);
         pkt.emit(hdr.ipv6);
         pkt.emit(hdr.hopopts);
-        pkt.emit(hdr.hopopts_bytes);
+        pkt.emit(hdr.hopopts_opts);
         pkt.emit(hdr.dstopts);
-        pkt.emit(hdr.dstopts_bytes);
+        pkt.emit(hdr.dstopts_opts);
         pkt.emit(hdr.tcp);
         pkt.emit(hdr.udp);
     }
