@@ -35,7 +35,7 @@ from controller.drivers.base import TagRule  # noqa: E402
 from controller.drivers.p4runtime import P4RuntimeDriver  # noqa: E402
 from scitags_core.flowlabel import encode_label  # noqa: E402
 from tests.conftest import BMV2_BIN, HAVE_BMV2, HAVE_P4C, P4_BUILD, P4C_BIN  # noqa: E402
-from controller.launcher import free_tcp_port  # noqa: E402
+from controller.launcher import free_tcp_port, stop_process  # noqa: E402
 from labnet.veth import VethPorts, wait_for_port  # noqa: E402
 from tests.p4.dataplane import CPU_PORT, switch_command  # noqa: E402
 
@@ -122,11 +122,7 @@ def run(kind: str, case: str, json_path: pathlib.Path | None, size: int, count: 
     finally:
         if driver is not None:
             driver.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, timeout=10)
         ports.destroy()
     return {"target": kind, "program": case, "frame_bytes": size, **result}
 

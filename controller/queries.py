@@ -99,11 +99,12 @@ def _label_columns(k: TotalKey, c, view: LabelView, estimates: dict, confirmed: 
     cp, cb = (conf.packets, conf.bytes) if conf is not None else (0, 0)
     est = None
     if k.registry == view.registry:
-        est = estimates.get((k.switch, k.experiment_id, None if k.activity_id < 0 else k.activity_id))
+        est = estimates.get((k.switch, k.experiment_id, None if k.activity_id < 0 else k.activity_id),
+                            label_background.Estimate(0.0, 0.0))  # nothing unregistered yet
     return {"confirmed_packets": cp, "confirmed_bytes": cb,
             "claimed_packets": c.packets - cp, "claimed_bytes": c.bytes - cb,
-            "background_packets": None if est is None else round(est.packets, 1),
-            "background_bytes": None if est is None else round(est.bytes, 1),
+            "background_packets": None if est is None else round(est.packets, 3),
+            "background_bytes": None if est is None else round(est.bytes, 3),
             "label_counts": "verified" if view.verified.get(k.switch) else "unverified"}
 
 

@@ -4,7 +4,9 @@ driver, its reconciler and the built-in target's tests.
 
 Reading 65,536 firefly entries is dominated by decoding: decoded table entries are cached
 by their wire bytes (without counter data), and encoded ones by entity, so a periodic
-read-back of unchanged tables costs one serialization and one dict lookup per entry.
+read-back of unchanged tables costs one serialization and one dict lookup per entry. An
+entry written and read back decodes to the object that was encoded (same bytes), so the
+diff of a table in sync compares identities.
 """
 from __future__ import annotations
 
@@ -48,7 +50,11 @@ class EntityCodec:
                 self._encode_table_entry(e, hit.table_entry)
                 if len(self._encoded) >= self.cache_max:
                     self._encoded.clear()
+                    self._decoded.clear()
                 self._encoded[e] = hit
+                # the same entry read back decodes to this very object (when the server
+                # answers the bytes we wrote): a diff of equal sides then compares identities
+                self._decoded.setdefault(hit.table_entry.SerializeToString(), e)
             return hit
         ent = p4runtime_pb2.Entity()
         if isinstance(e, CloneSession):
@@ -99,8 +105,8 @@ class EntityCodec:
         if e.action is not None:
             a = self.schema.action(e.action)
             te.action.action.action_id = a.id
-            for pname, value in e.params:
-                p = a.param(pname)
+            for p, value in sorted(((a.param(n), v) for n, v in e.params),
+                                   key=lambda pv: pv[0].position):  # P4Info order, as servers answer
                 te.action.action.params.add(param_id=p.id, value=encode_int(int(value), p.bitwidth))
 
     def update(self, op: int, e) -> p4runtime_pb2.Update:

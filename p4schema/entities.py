@@ -197,12 +197,15 @@ class TableEntry:
     priority: int = 0
     idle_timeout_ns: int = 0
     key: Key = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", Key(("table_entry", self.table, self.match, self.priority)))
+        key = Key(("table_entry", self.table, self.match, self.priority))
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_hash", hash((key, self.action, self.params, self.idle_timeout_ns)))
 
     def __hash__(self) -> int:
-        return hash((self.key, self.action, self.params, self.idle_timeout_ns))
+        return self._hash
 
     @classmethod
     def of(cls, table: str, match: Mapping, action: str | None = None,
@@ -303,11 +306,16 @@ class Plan:
 
 
 def diff(want: Iterable, have: Iterable) -> Plan:
-    """One read-diff-write step for any entities with `key` and `value`."""
-    wanted = {e.key: e for e in want}
+    """One read-diff-write step for any entities with `key` and `value` (keys unique per
+    side). Entities equal on both sides are set aside first (one set operation: a table
+    in sync costs no per-entry Python work beyond hashing)."""
+    want_set, have_set = set(want), set(have)
+    if want_set == have_set:
+        return Plan()
+    wanted = {e.key: e for e in want_set - have_set}
     plan = Plan()
     seen = set()
-    for e in have:
+    for e in have_set - want_set:
         k = e.key
         seen.add(k)
         w = wanted.get(k)

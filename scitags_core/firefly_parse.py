@@ -166,9 +166,7 @@ def _port(value: Any, where: str) -> int:
     return port
 
 
-def _blank(value: Any) -> bool:
-    """A time member that says "no time": null, "" or the syslog nil `-`."""
-    return value is None or value == "" or value == "-"
+_BLANK_TIMES = (None, "", "-")  # a time member that says "no time": null, "" or the syslog nil
 
 
 def _document_fields(doc: Any, strict: bool) -> tuple:
@@ -194,7 +192,8 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
         raise FireflyRejected(R.BAD_STATE, f"state {state_text!r:.40} is not start, ongoing or end")
     raw_start = lifecycle.get("start-time", _MISSING)
     start_time = None
-    if not strict and state is not FlowState.START and (raw_start is _MISSING or _blank(raw_start)):
+    if (not strict and state is not FlowState.START
+            and (raw_start is _MISSING or raw_start in _BLANK_TIMES)):
         deviations.append(Deviation.ONGOING_WITHOUT_START_TIME if state is FlowState.ONGOING
                           else Deviation.END_WITHOUT_START_TIME)
     elif raw_start is _MISSING:
@@ -206,7 +205,7 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
     if raw_end is _MISSING:
         if state is FlowState.END:
             raise FireflyRejected(R.MISSING_MEMBER, "flow-lifecycle has no 'end-time' (end)")
-    elif not strict and _blank(raw_end):
+    elif not strict and raw_end in _BLANK_TIMES:
         if state is FlowState.END:  # the one time an end cannot do without
             raise FireflyRejected(R.BAD_TIME, f"an end needs a usable end-time, got {raw_end!r}")
         deviations.append(Deviation.END_TIME_EMPTY)
@@ -215,7 +214,7 @@ def _document_fields(doc: Any, strict: bool) -> tuple:
     raw_current = lifecycle.get("current-time", _MISSING)
     current_time = None
     if raw_current is not _MISSING:
-        if not strict and _blank(raw_current):
+        if not strict and raw_current in _BLANK_TIMES:
             deviations.append(Deviation.CURRENT_TIME_EMPTY)
         else:
             current_time = _time(raw_current, "current-time")
@@ -363,7 +362,7 @@ def _parse(data: bytes, strict: bool) -> FireflyRecord:
     except UnicodeDecodeError as exc:
         raise FireflyRejected(R.NOT_UTF8, f"{exc.reason} at byte {exc.start}") from None
     header: SyslogHeader | None
-    if not strict and _bare_json(text):
+    if not strict and text[:1] != "<" and _bare_json(text):  # "<": the usual header, at once
         header, msg = None, text
     else:
         try:

@@ -42,9 +42,15 @@ class FireflyStats:
     def __init__(self, max_applications: int = MAX_APPLICATIONS) -> None:
         self.max_applications = max_applications
         self._apps: dict[str, _PerApplication] = {}
+        # the name as sent -> its entry: one dict lookup per firefly (bounded like _apps)
+        self._by_sent_name: dict[str | None, _PerApplication] = {}
         self._lock = threading.Lock()
 
     def _entry(self, record: FireflyRecord) -> _PerApplication:
+        sent = record.application or record.syslog_app
+        entry = self._by_sent_name.get(sent)
+        if entry is not None:
+            return entry
         name = application_of(record)
         entry = self._apps.get(name)
         if entry is None:
@@ -53,14 +59,18 @@ class FireflyStats:
                 entry = self._apps.get(name)
             if entry is None:
                 entry = self._apps[name] = _PerApplication()
+        if len(self._by_sent_name) < 4 * self.max_applications:
+            self._by_sent_name[sent] = entry
         return entry
 
     def count_accepted(self, record: FireflyRecord) -> None:
         with self._lock:
             entry = self._entry(record)
             entry.accepted += 1
-            for deviation in record.deviations:
-                entry.deviations[deviation] += 1
+            if record.deviations:
+                counts = entry.deviations
+                for deviation in record.deviations:
+                    counts[deviation] += 1
 
     def count_duplicate(self, record: FireflyRecord) -> None:
         with self._lock:

@@ -524,8 +524,8 @@ class P4RuntimeDriver(SwitchDriver):
             result.read_s = read.seconds
             have_tags = [e for t in tag_tables for e in tables[t]]
             want_tags = self._tag_entries_for(desired.tags)
-            want_flows = {self._flow_entry(k, r): k for k, r in desired.flows.items()
-                          if k not in touched}
+            want_flows = [self._flow_entry(k, r) for k, r in desired.flows.items()
+                          if k not in touched]
             have_flows = tables[T_FF[4]] + tables[T_FF[6]]
             if touched:  # changed by the flow service during the read: not ours to judge
                 moved = {self._flow_match(k).key for k in touched}
@@ -571,7 +571,7 @@ class P4RuntimeDriver(SwitchDriver):
             result.write_s = time.perf_counter() - t0
             result.zeroed_tags = zero
             self.last_zeroed = list(zero)
-            result.flows_inserted = {want_flows[e] for e in plans["flow"].insert}
+            result.flows_inserted = {self._flow_key(e) for e in plans["flow"].insert}
             result.flows_removed = {self._flow_key(e) for e in plans["flow"].delete}
             self._flows = dict(desired.flows)
             self._idle_reported &= set(self._flows)
@@ -853,11 +853,18 @@ def parse_udp_frame(frame: bytes) -> tuple[tuple[str, int], bytes] | None:
         end = min(len(frame), off + total)
         off += ihl
     elif ethertype == 0x86DD:
-        if frame[off + 6] != 17:
-            return None
+        nh = frame[off + 6]
         src = str(ipaddress.IPv6Address(frame[off + 8:off + 24]))
         end = min(len(frame), off + 40 + struct.unpack_from("!H", frame, off + 4)[0])
         off += 40
+        # Hop-by-Hop then Destination Options (extension-header tags): the P4 parser punts
+        # fireflies behind them, so the UDP header is found the same way here.
+        for options_header in (0, 60):
+            if nh == options_header:
+                nh, units = frame[off], frame[off + 1]
+                off += 8 + 8 * units
+        if nh != 17:
+            return None
     else:
         return None
     sport, _, ulen = struct.unpack_from("!HHH", frame, off)

@@ -10,7 +10,6 @@ typedef bit<9>   port_id_t;      /* v1model's and Tofino's (PortId_t) port width
 typedef bit<16>  tag_id_t;       /* counter cell the controller assigns to a tag */
 typedef bit<16>  mcast_group_t;
 typedef bit<16>  mirror_session_t; /* wide enough for v1model (32 b) and Tofino (10 b) ids */
-typedef bit<20>  flow_label_t;
 typedef bit<24>  exthdr_tag_t;   /* scitags option data: experiment << 8 | activity */
 typedef bit<16>  bucket_id_t;
 
@@ -23,9 +22,9 @@ const bit<8>  PROTO_HOPOPTS = 0;    /* IPv6 Hop-by-Hop Options */
 const bit<8>  PROTO_DSTOPTS = 60;   /* IPv6 Destination Options */
 
 /* IPv6 options (RFC 8200 4.2) and the scitags option (flowd-go, RFC 4727 experimental type). */
-const bit<8> IPV6_OPT_PAD1 = 0x00;
-const bit<8> IPV6_OPT_SCITAG = 0x1E;
-const bit<8> IPV6_OPT_SCITAG_LEN = 3;
+#define IPV6_OPT_PAD1 0x00
+#define IPV6_OPT_SCITAG 0x1E
+#define IPV6_OPT_SCITAG_LEN 3
 
 /* Fireflies are syslog messages to this UDP port (scitags SPEC). */
 const bit<16> FIREFLY_UDP_PORT = 10514;
@@ -40,7 +39,8 @@ const port_id_t CPU_PORT_ID = CPU_PORT;
 
 /* Clone/mirror sessions the controller creates. */
 const bit<32> CPU_CLONE_SESSION_ID = 100;  /* fireflies to the CPU port */
-const bit<32> MONITOR_MIRROR_SESSION_ID = 200;  /* tagged traffic to the monitor port */
+/* tagged traffic to the monitor port */
+#define MONITOR_MIRROR_SESSION_ID 200
 
 /* Multicast group of the flood ports. */
 const mcast_group_t FLOOD_GROUP_ID = 1;
@@ -70,7 +70,7 @@ const bit<32> BUCKET_COUNT = 16;
  * option running past the header, is counted in BUCKET_EXTHDR_UNPARSED and forwarded
  * untouched, its TCP/UDP ports unseen. (The same limit on every target: a longer walk does not
  * fit Tofino's parser; see shared/exthdr_walk.p4.) */
-const bit<8> EXTHDR_MAX_LEN_UNITS = 0;
+#define EXTHDR_MAX_LEN_UNITS 0
 
 /* meta.label_class values */
 const bit<2> LABEL_NONE = 0;          /* not IPv6, or label 0 */

@@ -21,7 +21,7 @@
     state parse_##X { \
         pkt.extract(hdr.X); \
         transition select(hdr.X.hdr_ext_len) { \
-            0: X##_at0; \
+            EXTHDR_MAX_LEN_UNITS: X##_at0; \
             default: exthdr_unparsed; \
         } \
     } \

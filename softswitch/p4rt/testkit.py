@@ -13,6 +13,8 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2 as p4r
 from p4.v1 import p4runtime_pb2_grpc
 
+from controller.launcher import bmv2_binary, stop_process  # the one BMv2 locator
+
 from . import sample_program
 
 SetAction = p4r.SetForwardingPipelineConfigRequest
@@ -313,7 +315,7 @@ class Harness:
 
 
 # ---- BMv2, the reference target ----
-BMV2_BIN = "/opt/p4/bin/simple_switch_grpc"
+BMV2_BIN = bmv2_binary()
 
 
 def free_port() -> int:
@@ -354,12 +356,6 @@ class Bmv2:
 
     def close(self) -> None:
         self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
         if self.proc.stderr is not None:
             self.proc.stderr.close()

@@ -20,7 +20,7 @@ from scapy.packet import Raw
 from controller import cli, label_background, label_trust
 from controller.accounting import Accounting
 from controller.config import ConfigError, load_config
-from controller.drivers.base import CounterSnapshot, Counts, TagRule
+from controller.drivers.base import CounterSnapshot, Counts
 from controller.queries import LabelView, counter_rows
 from controller.runtime import build
 from controller.store import Store, TotalKey
@@ -187,8 +187,8 @@ def test_background_column_from_the_unregistered_bucket(tmp_path):
     free = 1 - label_background.covered_share(covers)
     exact = row(rows, source="flowlabel", activity="perfSONAR", registry="reg-1")
     wild = row(rows, source="flowlabel", activity="*")
-    assert exact["background_packets"] == round(100_000 / free / 32768, 1)
-    assert wild["background_bytes"] == round(10_000_000 / free * 63 / 32768, 1)
+    assert exact["background_packets"] == round(100_000 / free / 32768, 3)
+    assert wild["background_bytes"] == round(10_000_000 / free * 63 / 32768, 3)
     assert exact["label_counts"] == "unverified"
     # an older registry's rows: no estimate (its rules are not installed any more)
     assert row(rows, source="flowlabel", registry="reg-0")["background_packets"] is None
@@ -268,7 +268,7 @@ def test_without_scope_unverified_with_an_estimate(one_switch):
     send_all(sw, 1, [_frame(tag)] * 3 + background)
     rows = counters(rt)
     fl = row(rows, source="flowlabel", activity="perfSONAR")
-    assert fl["label_counts"] == "unverified" and fl["background_packets"] > 0
+    assert fl["label_counts"] == "unverified" and fl["background_packets"] > 0, rows
     assert row(rows, bucket="unregistered")["packets"] == 200
     data = api(rt, "/api/v1/counters")
     assert data["label_trust"]["label_counts"] == "unverified"

@@ -25,9 +25,19 @@ def compiler_or_skip(target: str) -> str:
     return compiler
 
 
+def outputs_or_skip(target: str) -> p4build.Target:
+    """A Tofino target whose outputs were never committed is skipped only while its compiler
+    is absent too; with the compiler here, missing outputs are a failure (run `make p4`)."""
+    t = p4build.TARGETS[target]
+    if target in TOFINO and not (t.outdir / p4build.STAMP).exists() and t.find_compiler() is None:
+        pytest.skip(f"{t.outdir.relative_to(ROOT)} not committed yet and {t.compiler} not installed "
+                    f"(PATH, {', '.join(t.compiler_paths)})")
+    return t
+
+
 @pytest.mark.parametrize("target", sorted(p4build.TARGETS))
 def test_committed_outputs_are_fresh(target):
-    t = p4build.TARGETS[target]
+    t = outputs_or_skip(target)
     recorded = p4build.recorded_hash(t)
     assert recorded is not None, f"{t.outdir.relative_to(ROOT)}/sources.sha256 missing: run `make p4`"
     assert recorded == p4build.sources_hash(t), (
@@ -49,7 +59,7 @@ def test_v1model_outputs_load():
 
 @pytest.mark.parametrize("target", TOFINO)
 def test_tofino_outputs_complete(target):
-    t = p4build.TARGETS[target]
+    t = outputs_or_skip(target)
     for rel in (*p4build.TOFINO_KEEP, f"pipe/{t.binary}"):
         path = t.outdir / rel
         assert path.exists() and path.stat().st_size > 0, f"{path.relative_to(ROOT)} missing"

@@ -3,11 +3,14 @@ gRPC on 127.0.0.1) running the compiled scitags program: what the codec writes i
 wildcard read gives back, decoded to equal entities, so a diff of the two is empty."""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from p4.v1 import p4runtime_pb2
 
-from p4schema import (CloneSession, CounterEntry, EntityCodec, MulticastGroup, P4Schema,
+from p4schema import (CloneSession, CounterEntry, EntityCodec, Lpm, MulticastGroup, P4Schema,
                       Ternary, diff, load_p4info)
+from scitags_core.flowlabel import encode_label
 from tests.conftest import P4_BUILD
 
 testkit = pytest.importorskip("softswitch.p4rt.testkit", reason="the built-in target is not built")
@@ -26,12 +29,17 @@ def server():
 
 def test_written_entities_read_back_equal(server):
     codec = EntityCodec(P4Schema.from_file(P4INFO))
-    tables = ["l2_forward", "scitag_policy", "firefly_v4", "firefly_v6"]
+    tables = ["l2_forward", "scitag_policy", "exthdr_policy", "label_trust", "firefly_v4", "firefly_v6"]
     want = [
         codec.table_entry("l2_forward", {"dst_mac": 0x000000000001}, "set_egress_port", {"port": 1}),
-        codec.table_entry("scitag_policy", {"experiment": 3, "activity": Ternary(2, 0x3F)},
+        codec.table_entry("scitag_policy", {"flow_label": Ternary(encode_label(3, 2, 0), 0x3FEFC)},
                           "count_tag_and_mirror", {"tag_id": 7, "mirror_session": 200}, 20),
-        codec.table_entry("scitag_policy", {"experiment": 3}, "count_tag", {"tag_id": 8}, 10),
+        codec.table_entry("scitag_policy", {"flow_label": Ternary(encode_label(3, 0, 0), 0x3FE00)},
+                          "count_tag", {"tag_id": 8}, 10),
+        codec.table_entry("exthdr_policy", {"exthdr_tag": Ternary(3 << 8 | 2, 0xFFFFFF)},
+                          "count_tag", {"tag_id": 7}, 20),
+        codec.table_entry("label_trust", {"src_addr": Lpm(int(ipaddress.IPv6Address("2001:db8::")), 32)},
+                          "trust_label", {}),
         codec.table_entry("firefly_v4", {"src_addr": 0x0A000001, "dst_addr": 0x0A000002,
                                          "protocol": 6, "src_port": 40000, "dst_port": 1094},
                           "firefly_flow_v4", {"experiment": 3, "activity": 2},

@@ -7,14 +7,14 @@ from p4.v1 import p4runtime_pb2
 
 from p4schema import (CloneSession, CounterEntry, EntityCodec, MulticastGroup, P4Schema,
                       SchemaError, TableEntry, Ternary, UnknownName, ValueTooWide, diff)
-from tests.conftest import P4_BUILD
+from tests.p4schema import EXACT_ACTIVITY_P4INFO
 
 Update = p4runtime_pb2.Update
 
 
 @pytest.fixture(scope="module")
 def codec() -> EntityCodec:
-    return EntityCodec(P4Schema.from_file(P4_BUILD / "scitags.p4info.txtpb"))
+    return EntityCodec(P4Schema.from_file(EXACT_ACTIVITY_P4INFO))
 
 
 def policy(codec, exp, act, tag, prio=20):

@@ -7,9 +7,9 @@ from p4.config.v1 import p4info_pb2
 
 from p4schema import (EXACT, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_AND_DEFAULT, TERNARY, UNIT_BOTH,
                       InvalidP4Info, P4Schema, SchemaError, UnknownName, load_p4info)
-from tests.conftest import P4_BUILD
+from tests.p4schema import EXACT_ACTIVITY_P4INFO
 
-P4INFO = P4_BUILD / "scitags.p4info.txtpb"
+P4INFO = EXACT_ACTIVITY_P4INFO
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,9 @@ from softswitch.p4rt.testkit import (StreamClient, clone_session, exact, lpm,  #
                                      table_entry, ternary, update, write_errors,
                                      write_request)
 from softswitch.ports import RawSocketPort  # noqa: E402
+from controller.launcher import bmv2_binary, stop_process  # noqa: E402
 
-BMV2 = os.environ.get("BMV2_BIN", "/opt/p4/bin/simple_switch_grpc")
+BMV2 = bmv2_binary()
 CPU_PORT = 255
 DEVICE = 0
 ELECTION = 10
@@ -179,11 +180,7 @@ class Bmv2:
     def close(self) -> None:
         self.stream.cancel()
         self.channel.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=10)
 
 
 def collect(socks: dict[int, RawSocketPort], stream: StreamClient, expect: int) -> list[list]:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from softswitch.engine import Engine
+from controller.launcher import bmv2_binary, bmv2_installed
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-BMV2_BIN = os.environ.get("BMV2_BIN", "/opt/p4/bin/simple_switch_grpc")
-HAVE_BMV2 = os.access(BMV2_BIN, os.X_OK)
+BMV2_BIN = bmv2_binary()
+HAVE_BMV2 = bmv2_installed()
 CPU_PORT = 255
 
 

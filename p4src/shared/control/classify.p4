@@ -76,6 +76,7 @@
     apply {
         /* One call site per counter (a Tofino counter is addressed once per packet; v1model
            is written the same way so that both targets read alike). */
+        meta.label_class = LABEL_NONE;
         bool in_bucket = true;
         bucket_id_t bucket = BUCKET_UNMARKED;
         bool parser_error = SCITAGS_PARSER_ERROR;
