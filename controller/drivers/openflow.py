@@ -12,9 +12,10 @@ for remove_flow.
 
 Where OVS cannot match the P4 program exactly:
   * parser_error is always 0: OVS parses what it can and drops nothing as malformed.
-  * OVS skips IPv6 extension headers (and reads ports of IPv4 packets with options) before
-    matching a firefly 5-tuple; the P4 parser does neither, so such packets count as firefly
-    traffic here and not there.
+  * OVS skips IPv6 extension headers of any length (and reads ports of IPv4 packets with
+    options) before matching a firefly 5-tuple; the P4 parser walks 8-byte Hop-by-Hop /
+    Destination Options headers only and reads no ports behind IPv4 options, so such packets
+    count as firefly traffic here and not there.
   * OVS moves datapath counts into flow entries at each revalidation (every <= 500 ms), so a
     read, and the final counts of remove_flow, can trail the wire by that much.
   * OVS updates its tables before the barrier reply but its datapath flow cache

@@ -9,8 +9,8 @@
 #include <tna.p4>
 #endif
 
-/* The PCIe CPU port: 192 on Tofino 1 (pipe 1, port 64 of 2- and 4-pipe chips), 0 on Tofino 2.
- * The switch's chassis config must agree; rebuild with -DCPU_PORT=N for another chip. */
+/* The PCIe CPU port: 192 on 2-pipe Tofino 1 parts, 0 on Tofino 2 (a 4-pipe Tofino 1 has it
+ * at 320: rebuild with -DCPU_PORT=320). The switch's chassis config must agree. */
 #ifndef CPU_PORT
 #if __TARGET_TOFINO__ == 2
 #define CPU_PORT 0

@@ -215,7 +215,8 @@ def test_scitags_program(source, tmp_path):
             sc.send(1, frame)
         sc.send(1, raw(Ether(dst=b(2, 6), src=b(1, 6)) /
                        IPv6(src="2001:db8::3", dst="2001:db8::2", fl=encode_label(37, 5)) / TCP()))
-    for i in range(16):
+    cells = {c["name"]: c.get("size", 8) for c in doc["counter_arrays"]}
+    for i in range(cells[n("bucket_counter")]):
         sc.read_counter(n("bucket_counter"), i)
         if compiled:
             sc.read_counter(n("firefly_bucket_counter"), i)
@@ -231,6 +232,7 @@ def test_scitags_program(source, tmp_path):
 def exthdr_corpus(b) -> list[bytes]:
     """IPv6 extension-header frames: flowd-go's three strategies byte for byte, options among
     others, and the truncated and malformed ones the walk must count without crashing."""
+    from test_scitags_program import encode_label
     def frame(first_nh: int, ext: bytes, l4: bytes = bytes(TCP(sport=1, dport=2)), label: int = 0,
               cut: int | None = None) -> bytes:
         f = raw(Ether(dst=b(2, 6), src=b(1, 6)) /
