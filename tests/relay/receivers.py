@@ -37,14 +37,20 @@ class ReferenceListener:
 
     def __init__(self, config: dict) -> None:
         from scitags.plugins import firefly
-        self.port = free_udp_port()
-        config.update(FIREFLY_LISTENER_HOST="127.0.0.1", FIREFLY_LISTENER_PORT=self.port)
         self.flows: queue.Queue = queue.Queue()
         self.term = threading.Event()
-        self.thread = threading.Thread(target=firefly.run, args=(self.flows, self.term, None), daemon=True)
-        self.thread.start()
-        # run() binds in its thread: wait until the port is taken
-        assert poll(lambda: not _can_bind(self.port), timeout=5), "reference listener did not bind"
+        # run() binds in its thread a port chosen free a moment before: another socket of the
+        # suite may take it meanwhile (run() then dies with EADDRINUSE), so try a few ports.
+        for _ in range(5):
+            self.port = free_udp_port()
+            config.update(FIREFLY_LISTENER_HOST="127.0.0.1", FIREFLY_LISTENER_PORT=self.port)
+            self.thread = threading.Thread(target=firefly.run, args=(self.flows, self.term, None),
+                                           daemon=True)
+            self.thread.start()
+            if poll(lambda: not self.thread.is_alive() or not _can_bind(self.port), timeout=5) \
+                    and self.thread.is_alive():
+                return
+        raise AssertionError("reference listener did not bind")
 
     def take(self, n: int, timeout: float = 10) -> list:
         out, deadline = [], time.monotonic() + timeout
