@@ -85,15 +85,6 @@ def recorded_hash(target: Target) -> str | None:
     return stamp.read_text().split()[0] if stamp.exists() else None
 
 
-def find_p4c() -> str | None:
-    """p4c-bm2-ss (kept for callers that only build v1model)."""
-    return TARGETS["v1model"].find_compiler()
-
-
-def compile_v1model(p4c: str, outdir: pathlib.Path) -> subprocess.CompletedProcess:
-    return compile_target(TARGETS["v1model"], p4c, outdir)
-
-
 def compile_target(target: Target, compiler: str, outdir: pathlib.Path) -> subprocess.CompletedProcess:
     """Compile into outdir. Source paths are relative, so no output names a machine's folder."""
     outdir.mkdir(parents=True, exist_ok=True)
