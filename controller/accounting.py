@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 from controller.drivers.base import BUCKETS, CounterSnapshot, Counts, FlowKey
 from controller.events import PollDeltas
+from controller.history import History
 from controller.store import Store, TotalKey
 from controller.tags import TAG_SOURCES
 
@@ -40,8 +41,9 @@ def flow_cell(key: FlowKey) -> str:
 
 
 class Accounting:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, history: History | None = None) -> None:
         self.store = store
+        self.history = history or History(store)  # gets every delta the totals get
         self.lock = threading.RLock()
         self.totals: dict[TotalKey, Counts] = {}
         self.baselines: dict[tuple[str, str], Counts] = {}
@@ -64,12 +66,23 @@ class Accounting:
                 self.load()
 
     def save(self) -> None:
-        with self.lock:
-            totals = {k: self.totals[k] for k in self._dirty_totals}
-            baselines = {k: self.baselines[k] for k in self._dirty_baselines if k in self.baselines}
-            dropped, self._dropped = self._dropped, set()
-            self._dirty_totals, self._dirty_baselines = set(), set()
-        self.store.save(totals, baselines, dropped)
+        with self.history.io_lock:
+            with self.lock:
+                totals = {k: self.totals[k] for k in self._dirty_totals}
+                baselines = {k: self.baselines[k] for k in self._dirty_baselines if k in self.baselines}
+                dropped, self._dropped = self._dropped, set()
+                self._dirty_totals, self._dirty_baselines = set(), set()
+                steps = self.history.take_batch()
+            try:
+                self.store.save(totals, baselines, dropped, steps)
+            except BaseException:  # nothing was written: all of it is still to save
+                with self.lock:
+                    self._dirty_totals |= totals.keys()
+                    self._dirty_baselines |= baselines.keys()
+                    self._dropped |= {k for k in dropped if k not in self.baselines}
+                self.history.put_back(steps)
+                raise
+            self.history.maintain()  # retention moves while no answer reads
 
     # ---- baselines ----
     def baseline(self, switch: str, cell: str) -> Counts:
@@ -119,6 +132,7 @@ class Accounting:
     def _add_total(self, key: TotalKey, d: Counts) -> None:
         self.totals[key] = self.totals.get(key, Counts()) + d
         self._dirty_totals.add(key)
+        self.history.add(key, d)
 
     def flow_delta(self, switch: str, key: FlowKey, flow_counts: dict[str, Counts],
                    cur: Counts) -> Counts:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from controller import label_trust, queries
+from controller import label_trust, metrics, queries, windows
 from controller.accounting import Accounting
 from controller.drivers.base import (ConnectionLost, CounterSnapshot, DriverError, FireflyPacket,
                                      FlowIdle, MastershipChanged, SwitchDriver, SwitchReset,
@@ -80,6 +80,7 @@ class Controller:
         self.policy = FireflyPolicy(policy or PolicyConfig())
         self.switches = {name: SwitchSession(name, d) for name, d in drivers.items()}
         self.accounting = Accounting(store)
+        self._traffic_text = metrics.TrafficText()  # /metrics' traffic families
         self.tagbook = TagBook(store, mirror, experiment_wildcard)
         self.flow_service = FlowService(topology, self.switches, store, self.accounting,
                                         self.tagbook, self.policy, self.hooks, self.stats,
@@ -105,6 +106,11 @@ class Controller:
         return self.flow_service.flows
 
     @property
+    def history(self):
+        """Counts per time step (controller/history.py; fed by the accounting)."""
+        return self.accounting.history
+
+    @property
     def tags(self):
         return self.tagbook.tags
 
@@ -115,6 +121,7 @@ class Controller:
     # ================= lifecycle =================
     def start(self) -> None:
         self.accounting.load()
+        self.history.open()
         self.apply_registry(self.registry_loader(), initial=True)
         for s in self.switches.values():
             self._spawn(f"switch-{s.name}", s.supervise, self._stop, self.reconciler, self.stats,
@@ -316,6 +323,31 @@ class Controller:
                      activity: str | None = None) -> list[dict]:
         return queries.counter_rows(self.accounting, switch, experiment, activity, self._label_view())
 
+    def window_counters(self, since: str, until: str | None = None, switch: str | None = None,
+                        experiment: str | None = None, activity: str | None = None) -> dict:
+        """Counter rows of the window [since, until) (WHENs: controller/windows.py); a bad
+        window raises WindowError (a ValueError: HTTP 400)."""
+        window = windows.parse_window(since, until, self.history.clock())
+        view = self._label_view()
+        out = queries.window_counters(self.history, window, switch, experiment, activity, view)
+        out["label_background"] = queries.background_summary(self.accounting, view, out.pop("items"))
+        return out
+
+    def history_series(self, since: str, until: str | None = None, step: str | None = None,
+                       switch: str | None = None, experiment: str | None = None,
+                       activity: str | None = None, source: str | None = None) -> dict:
+        """GET /api/v1/history: the series of the window, `step` a duration (e.g. 5m)."""
+        window = windows.parse_window(since, until, self.history.clock())
+        step_s = None if not step else windows.parse_duration(step, "step")
+        if step_s is not None and step_s != int(step_s):
+            raise windows.WindowError(f"step {step!r} is not a whole number of seconds")
+        return queries.history_series(self.history, window, None if step_s is None else int(step_s),
+                                      switch, experiment, activity, source)
+
+    def traffic_metrics(self) -> str:
+        """/metrics: the per-experiment/activity/source and bucket families (text format)."""
+        return self._traffic_text.render(self.accounting, self._label_view())
+
     def label_background(self) -> dict:
         """Per switch the estimated random-label share of the flow-label counts."""
         return queries.background_summary(self.accounting, self._label_view())
@@ -330,7 +362,11 @@ class Controller:
         """Per switch the trust scope and whether its label counts are verified."""
         return label_trust.status(self.label_trust, {n: s.driver for n, s in self.switches.items()})
 
-    def flow_rows(self, recent: int = 50) -> dict:
+    def flow_rows(self, recent: int = 50, limit: int | None = None) -> dict:
+        """limit: only the `limit` live flows with the most bytes, and `live_total`."""
+        if limit is not None:
+            return queries.top_flow_rows(self.flow_service.top_rows(limit), len(self.flow_service),
+                                         self.store, recent)
         return queries.flow_rows(self.flow_service.rows(), self.store, recent)
 
     def status(self) -> dict:

@@ -1,8 +1,9 @@
-"""`controller counters` / `controller flows` / `controller status`: ask the running
-controller through its local HTTP API."""
+"""`controller counters` / `controller history` / `controller flows` / `controller status`:
+ask the running controller through its local HTTP API."""
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import json
 import time
@@ -10,14 +11,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from controller.errors import ExitCode
+from controller.errors import ExitCode, UsageError
 from controller.output import print_json, print_table
+from controller.windows import WHEN_FORMS, WindowError, iso, parse_duration, parse_window
+from controller.api_auth import client_headers
 
 DEFAULT_API = "127.0.0.1:9180"
 
 
 class ApiUnavailable(Exception):
-    pass
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the HTTP status, when the API answered
+
+
+class BadRequest(ApiUnavailable):
+    """HTTP 400: the API refused the question (bad input: exit 2)."""
 
 
 def api_get(api: str, path: str, params: dict | None = None, timeout: float = 10.0) -> dict:
@@ -25,10 +34,18 @@ def api_get(api: str, path: str, params: dict | None = None, timeout: float = 10
     base = api if api.startswith("http") else f"http://{api}"
     url = f"{base}{path}" + (f"?{query}" if query else "")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local API
+        req = urllib.request.Request(url, headers=client_headers())  # $SCITAGS_API_TOKEN_FILE
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - local API
             return json.loads(r.read())
     except urllib.error.HTTPError as exc:
-        raise ApiUnavailable(f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}") from None
+        body = exc.read().decode(errors="replace").strip()
+        if exc.code == 400:
+            try:
+                body = json.loads(body)["error"]
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise BadRequest(body, 400) from None
+        raise ApiUnavailable(f"{url}: HTTP {exc.code}: {body}", exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ApiUnavailable(f"no controller API at {base} ({reason}); is `controller start` running?") from None
@@ -51,9 +68,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--switch", help="only this switch")
     c.add_argument("--experiment", help="only this experiment (name or id)")
     c.add_argument("--activity", help="only this activity (name or id)")
+    c.add_argument("--since", metavar="WHEN", help=f"only what was counted since WHEN ({WHEN_FORMS}; "
+                   "in the controller host's time zone)")
+    c.add_argument("--until", metavar="WHEN", help="with --since: until WHEN (default now)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--api", default=DEFAULT_API, help=f"controller API HOST:PORT (default {DEFAULT_API})")
     c.set_defaults(func=run_counters)
+
+    h = sub.add_parser("history", help="packets and bytes per time step over a window",
+                       description="Series per switch, source, experiment and activity (names as "
+                       "they were at each step) and per bucket, from the controller's history; "
+                       "steps without traffic are not listed; GAP lines: no controller was running.")
+    h.add_argument("--switch", help="only this switch")
+    h.add_argument("--experiment", help="only this experiment (name or id)")
+    h.add_argument("--activity", help="only this activity (name or id)")
+    h.add_argument("--source", help="only this source (flowlabel, exthdr, untrusted-label, "
+                   "firefly, confirmed, bucket)")
+    h.add_argument("--since", metavar="WHEN", required=True, help=f"start ({WHEN_FORMS})")
+    h.add_argument("--until", metavar="WHEN", help="end (default now)")
+    h.add_argument("--step", metavar="DURATION", help="step length, e.g. 5m (a multiple of the "
+                   "fine step; default: at most 720 points)")
+    out = h.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="the API's answer (/api/v1/history)")
+    out.add_argument("--csv", action="store_true", help="one line per point: time,epoch,switch,"
+                     "source,experiment,activity,packets,bytes")
+    h.add_argument("--api", default=DEFAULT_API, help=f"controller API HOST:PORT (default {DEFAULT_API})")
+    h.set_defaults(func=run_history)
 
     f = sub.add_parser("flows", help="live and recent firefly flows with their bytes")
     f.add_argument("--recent", type=int, default=20, help="how many ended flows to show (default 20)")
@@ -68,23 +108,48 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _query(args: argparse.Namespace, path: str, params: dict | None = None) -> dict | None:
-    """The API's answer, or None after printing why there is none."""
+    """The API's answer, or None after printing why there is none (a bad question: exit 2)."""
     try:
         return api_get(args.api, path, params)
+    except BadRequest as exc:
+        raise UsageError(str(exc)) from None
     except ApiUnavailable as exc:
         print(f"controller: {exc}", file=sys.stderr)
         return None
 
 
+def _check_window(since: str | None, until: str | None) -> None:
+    """The WHENs' form, before asking (the controller answers in its own clock and zone)."""
+    if since is None and until is None:
+        return
+    try:
+        parse_window(since, until, time.time())
+    except WindowError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def window_line(data: dict) -> str:
+    """The header of a window's answer: its bounds (whole steps), zone and gaps."""
+    line = f"window {data['since']} .. {data['until']} (controller host's time zone: {data['timezone']})"
+    for a, b in data.get("gaps") or []:
+        line += f"\nGAP {iso(a)} .. {iso(b)}: no controller was running (counts unknown)"
+    return line
+
+
 def run_counters(args: argparse.Namespace) -> int:
+    _check_window(args.since, args.until)
     data = _query(args, "/api/v1/counters", {"switch": args.switch, "experiment": args.experiment,
-                                             "activity": args.activity})
+                                             "activity": args.activity, "since": args.since,
+                                             "until": args.until})
     if data is None:
         return ExitCode.FAILURE
     rows = data["counters"]
-    if args.json:
-        print_json(rows)
+    if args.json:  # a window: {since, until, timezone, gaps, counters}; else the rows
+        print_json({k: data[k] for k in ("since", "until", "timezone", "gaps", "counters")}
+                   if "since" in data else rows)
         return ExitCode.OK
+    if "since" in data:
+        print(window_line(data))
     print(label_trust_line(data.get("label_trust")))
     if not rows:
         print("no traffic counted yet" + (" (for these filters)" if args.switch or args.experiment
@@ -105,6 +170,41 @@ def run_counters(args: argparse.Namespace) -> int:
                       _human(r["rate_bps"]) + "b/s", r["registry"]])
     print_table(["SWITCH", "EXPERIMENT", "ACTIVITY", "SOURCE", "PACKETS", "BYTES", "BACKGROUND",
                  "CONFIRMED", "RATE", "REGISTRY"], table)
+    return ExitCode.OK
+
+
+def run_history(args: argparse.Namespace) -> int:
+    _check_window(args.since, args.until)
+    if args.step:
+        try:
+            parse_duration(args.step, "--step")
+        except WindowError as exc:
+            raise UsageError(str(exc)) from None
+    data = _query(args, "/api/v1/history", {
+        "since": args.since, "until": args.until, "step": args.step, "switch": args.switch,
+        "experiment": args.experiment, "activity": args.activity, "source": args.source})
+    if data is None:
+        return ExitCode.FAILURE
+    if args.json:
+        print_json(data)
+        return ExitCode.OK
+    lines = [(s["switch"], s["source"], s["experiment"], s["activity"], p) for s in data["series"]
+             for p in s["points"]]
+    lines += [(b["switch"], "bucket", b["bucket"], "", p) for b in data["buckets"] for p in b["points"]]
+    lines.sort(key=lambda x: (x[4][0], x[:4]))
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["time", "epoch", "switch", "source", "experiment", "activity", "packets", "bytes"])
+        for sw, src, exp, act, (t, p, b) in lines:
+            writer.writerow([iso(t), t, sw, src, exp, act, p, b])
+        return ExitCode.OK
+    print(window_line(data) + f"\nstep {data['step_s']} s")
+    if not lines:
+        print("no traffic in this window" + (" (for these filters)" if args.switch or args.experiment
+                                             or args.activity or args.source else ""))
+        return ExitCode.OK
+    print_table(["TIME", "SWITCH", "SOURCE", "EXPERIMENT", "ACTIVITY", "PACKETS", "BYTES"],
+                [[iso(t), sw, src, exp, act, p, b] for sw, src, exp, act, (t, p, b) in lines])
     return ExitCode.OK
 
 

@@ -47,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device-config", help="BMv2 JSON (default p4src/build/v1model/scitags.json); "
                    "Tofino: a bf-p4c output folder, whose P4Info it uses")
     p.add_argument("--state-dir", help="where the SQLite state and switch logs go")
-    p.add_argument("--api", help="HOST:PORT of the HTTP API (default 127.0.0.1:9180)")
+    p.add_argument("--api", help="HOST:PORT of the HTTP API and dashboard (default 127.0.0.1:9180; "
+                   "a non-loopback address needs --api-token-file)")
+    p.add_argument("--api-token-file", metavar="FILE",
+                   help="bearer token (first line of FILE) every API request must carry "
+                   "(Authorization: Bearer TOKEN; the dashboard: open /?token=TOKEN)")
+    p.add_argument("--api-tls-cert", metavar="PEM", help="with --api-tls-key: serve the API over HTTPS")
+    p.add_argument("--api-tls-key", metavar="PEM", help="private key of --api-tls-cert")
     p.add_argument("--poll-interval", type=float, dest="poll_interval_s", metavar="SECONDS",
                    help="counter poll period (default 2)")
     p.add_argument("--reconcile-interval", type=float, dest="reconcile_interval_s", metavar="SECONDS",
@@ -89,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     o = {k: getattr(args, k) for k in (
         "switch", "openflow", "grpc_addr", "device_id", "cpu_port", "topology", "registry", "registry_refresh_s",
-        "launch", "switch_binary", "p4info", "device_config", "state_dir", "api", "poll_interval_s",
+        "launch", "switch_binary", "p4info", "device_config", "state_dir", "api", "api_token_file",
+        "api_tls_cert", "api_tls_key", "poll_interval_s",
         "reconcile_interval_s", "election_id", "firefly_listen", "device_config_format", "tofino_chip")}
     o["mirror"] = args.mirror
     o["trust_labels_from"] = args.trust_labels_from
@@ -132,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"controller: cannot start: {exc}", file=sys.stderr)
         rt.stop()
         return ExitCode.FAILURE
-    log.info("controller running: %d switch(es) from %s, API http://%s, registry %s",
-             len(rt.topology.switches), rt.topology.source, cfg.api,
+    log.info("controller running: %d switch(es) from %s, API %s, registry %s",
+             len(rt.topology.switches), rt.topology.source, rt.api.url if rt.api else cfg.api,
              rt.controller.registry.identity if rt.controller.registry else "?")
     stop.wait()
     log.info("stopping: saving counts")

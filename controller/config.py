@@ -20,7 +20,10 @@ device_config: p4src/build/v1model/scitags.json
 device_config_format: bmv2   # how the device config is made (runtime.DEVICE_CONFIG_FORMATS); a
                              # topology switch may set its own `device_config_format:`
 state_dir: /var/lib/scitags-p4     # SQLite database and switch logs
-api: 127.0.0.1:9180
+api: 127.0.0.1:9180           # HTTP API and dashboard; a non-loopback address needs api_token_file
+api_token_file: /etc/scitags-p4/api.token   # bearer token clients must send (controller/api_auth.py)
+api_tls_cert: api.pem        # with api_tls_key: serve the API over HTTPS
+api_tls_key: api.key
 poll_interval_s: 2
 reconcile_interval_s: 10     # read back what the controller owns and repair drift (0 = only on reconnect)
 election_id: null            # default: earlier-started controllers win (primary/backup)
@@ -50,6 +53,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from controller.api_auth import check_settings as check_api_settings
 from controller.firefly_policy import PolicyConfig
 from controller.label_trust import parse_scope
 
@@ -88,6 +92,9 @@ class ControllerConfig:
     tofino_chip: str = "tofino"  # switch tofino: which build (docs/tofino.md)
     state_dir: str | None = None
     api: str = "127.0.0.1:9180"
+    api_token_file: str | None = None  # required off loopback (controller/api_auth.py)
+    api_tls_cert: str | None = None
+    api_tls_key: str | None = None
     poll_interval_s: float = 2.0
     reconcile_interval_s: float = 10.0
     election_id: int | None = None
@@ -115,6 +122,8 @@ class ControllerConfig:
                               "in a topology, give the switch `kind: tofino`; launch auto or never")
         for what, addr in (("grpc_addr", self.grpc_addr), ("api", self.api)):
             split_addr(addr, what)
+        check_api_settings(split_addr(self.api, "api")[0], self.api_token_file,
+                           self.api_tls_cert, self.api_tls_key)  # ValueError -> ConfigError
         if self.firefly_listen:
             split_addr(self.firefly_listen, "firefly.listen")
         if self.poll_interval_s <= 0:
@@ -212,7 +221,8 @@ def load_config(path: str | None, overrides: dict[str, Any],
             setattr(cfg, key, value)
     if path:
         base = Path(path).resolve().parent
-        for key in ("topology", "p4info", "device_config", "state_dir"):
+        for key in ("topology", "p4info", "device_config", "state_dir", "api_token_file",
+                    "api_tls_cert", "api_tls_key"):
             value = getattr(cfg, key)
             if key in data and value and not Path(value).is_absolute() and (base / value).exists():
                 setattr(cfg, key, str(base / value))

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 EXTENSIONS: tuple[str, ...] = (
     "controller.relay:RelayExtension",
     "controller.ipfix.feature:IpfixExtension",
+    "controller.history:HistoryExtension",
+    "controller.placement:PlacementExtension",
 )
 
 

@@ -16,8 +16,10 @@ import logging
 import time
 
 from controller.accounting import Accounting
-from controller.drivers.base import DesiredState, DriverError, Forwarding, SwitchUnreachable
+from controller import port_state
+from controller.drivers.base import DesiredState, DriverError, Forwarding, PortEntry, SwitchUnreachable
 from controller.flows import FlowService
+from controller.learning import MacLearning
 from controller.session import SwitchSession
 from controller.tags import TagBook
 from controller.topology import Topology
@@ -39,12 +41,25 @@ class Reconciler:
         self.accounting = accounting
         self.stats = stats
         self.primary_ever = False
+        self.learning = MacLearning(topology)  # learned MACs of the learn-mode switches
 
     def forwarding(self, switch: str) -> Forwarding:
+        """The topology's forwarding for a switch, its ports' placement (a wire port whose
+        partner's link is down: wire_down) and, on a learn switch, what it learned."""
         topo = self.topology
         cpu = topo.switches[switch].cpu_port if switch in topo.switches else None
-        return Forwarding(topo.mac_table(switch), tuple(topo.flood_ports(switch)), cpu,
-                          topo.monitor_port(switch))
+        macs = topo.mac_table(switch)
+        modes = topo.port_modes(switch) if switch in topo.switches else {}
+        down = port_state.down_ports(topo, switch) if any(
+            m.action == "wire" for m in modes.values()) else set()
+        entries = tuple(PortEntry(m.port, "wire_down" if m.partner in down else m.action,
+                                  m.partner, m.direction)
+                        for m in (modes[p] for p in sorted(modes)))
+        learned = self.learning.table(switch)
+        ageing = topo.switches[switch].placement.learn_ageing_s if switch in topo.switches else 0.0
+        return Forwarding({**macs, **learned}, tuple(topo.flood_ports(switch)), cpu,
+                          topo.monitor_port(switch), entries, tuple(sorted(learned.items())),
+                          ageing if learned else 0.0)
 
     def desired(self, switch: str) -> DesiredState:
         return DesiredState(self.forwarding(switch), self.tags.rules(), self.flows.desired(switch),
@@ -84,6 +99,9 @@ class Reconciler:
                     s.resets += 1
                     log.warning("switch %s: restarted or lost its pipeline: pipeline and all state "
                                 "re-pushed; counts read before are kept", s.name)
+            if pushed:
+                self.learning.forget_switch(s.name)
+            self.learning.attach(s.name, d)
             adopt = s.first_sync and not pushed
             if adopt:
                 self.flows.adopt(s.name, d.installed_flows())

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from controller import label_trust, launcher
 from controller.api import ApiServer
+from controller.api_auth import ApiGuard
 from controller.app import Controller
 from controller.config import ConfigError, ControllerConfig, split_addr
 from controller.drivers.base import SwitchDriver
@@ -161,6 +162,11 @@ def build(cfg: ControllerConfig, with_api: bool = True,
             if not Path(path).is_file():
                 raise ConfigError(f"{what} {path} not found: build the P4 program first (make p4) "
                                   f"or give --p4info/--device-config")
+    try:  # an unreadable token or a bad certificate is refused before anything starts
+        guard = ApiGuard.from_settings(split_addr(cfg.api, "--api")[0], cfg.api_token_file,
+                                       cfg.api_tls_cert, cfg.api_tls_key) if with_api else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     state = Path(cfg.state_dir) if cfg.state_dir else default_state_dir()
     state.mkdir(parents=True, exist_ok=True)
     launched: list[subprocess.Popen] = []
@@ -192,7 +198,7 @@ def build(cfg: ControllerConfig, with_api: bool = True,
         api = None
         if with_api:
             host, port = split_addr(cfg.api, "--api")
-            api = ApiServer(ctl, host, port)
+            api = ApiServer(ctl, host, port, guard)
         return Runtime(cfg, topo, ctl, api, store, launched, extensions)
     except BaseException:
         launcher.terminate(launched)

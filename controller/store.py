@@ -7,6 +7,10 @@
   adds only what is new (and a switch whose counters went backwards was restarted).
 - tag_ids: the stable (experiment, activity) -> counter cell assignment.
 - flows: history of firefly flows with their final counts.
+- history_fine / history_coarse: packets/bytes per time step (epoch of the step's start) and
+  per totals key (history_keys: the key's columns once, an integer id per step row); only
+  steps with traffic have rows. runs: when a controller on this state dir was running
+  ([started, last_seen] heartbeats), so a window it missed is a gap. (controller/history.py)
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from controller.drivers.base import Counts
 
@@ -50,7 +54,29 @@ CREATE TABLE IF NOT EXISTS flows (
 );
 CREATE INDEX IF NOT EXISTS flows_ended ON flows (ended);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history_keys (
+    id INTEGER PRIMARY KEY,
+    switch TEXT NOT NULL, source TEXT NOT NULL,
+    experiment_id INTEGER NOT NULL, activity_id INTEGER NOT NULL,
+    experiment_name TEXT NOT NULL, activity_name TEXT NOT NULL, registry TEXT NOT NULL,
+    UNIQUE (switch, source, experiment_id, activity_id, experiment_name, activity_name, registry)
+);
+CREATE TABLE IF NOT EXISTS history_fine (
+    t INTEGER NOT NULL, key_id INTEGER NOT NULL,
+    packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (t, key_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_coarse (
+    t INTEGER NOT NULL, key_id INTEGER NOT NULL,
+    packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (t, key_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, last_seen REAL NOT NULL
+);
 """
+
+HISTORY_TABLES = ("history_fine", "history_coarse")
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,15 @@ class TotalKey:
     registry: str
 
 
+@dataclass
+class HistoryBatch:
+    """What history adds in one save: per table ("history_fine" | "history_coarse") the
+    counts per (step start, key), added to the rows there; and the running controller's
+    heartbeat (run id, time)."""
+    steps: dict[str, dict[tuple[int, TotalKey], Counts]]
+    heartbeat: tuple[int, float] | None = None
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -74,6 +109,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+        self._key_ids: dict[TotalKey, int] = {}  # history_keys, both ways
+        self._keys: dict[int, TotalKey] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -88,8 +125,10 @@ class Store:
         return {TotalKey(*r[:7]): Counts(r[7], r[8]) for r in rows}
 
     def save(self, totals: dict[TotalKey, Counts], baselines: dict[tuple[str, str], Counts],
-             dropped_baselines: Iterable[tuple[str, str]] = ()) -> None:
-        """Write totals and baselines in one transaction (they must agree after a crash)."""
+             dropped_baselines: Iterable[tuple[str, str]] = (),
+             history: HistoryBatch | None = None) -> None:
+        """Write totals, baselines and the history steps in one transaction (they must agree
+        after a crash: no count in one and not in the others)."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
@@ -106,15 +145,131 @@ class Store:
                     [(s, cell, c.packets, c.bytes) for (s, cell), c in baselines.items()])
                 self._db.executemany("DELETE FROM baselines WHERE switch=? AND cell=?",
                                      list(dropped_baselines))
+                if history is not None:
+                    self._write_history(history)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._key_ids.clear()  # ids of keys inserted in this transaction are gone
+                self._keys.clear()
                 raise
 
     def load_baselines(self) -> dict[tuple[str, str], Counts]:
         with self._lock:
             rows = self._db.execute("SELECT switch, cell, packets, bytes FROM baselines").fetchall()
         return {(r[0], r[1]): Counts(r[2], r[3]) for r in rows}
+
+    # ---- history (controller/history.py decides what goes where) ----
+    def _history_key_id(self, k: TotalKey) -> int:
+        """Inside a transaction: the key's id, inserted when new."""
+        kid = self._key_ids.get(k)
+        if kid is None:
+            cols = (k.switch, k.source, k.experiment_id, k.activity_id, k.experiment_name,
+                    k.activity_name, k.registry)
+            self._db.execute("INSERT OR IGNORE INTO history_keys (switch, source, experiment_id,"
+                             " activity_id, experiment_name, activity_name, registry)"
+                             " VALUES (?,?,?,?,?,?,?)", cols)
+            kid = self._db.execute(
+                "SELECT id FROM history_keys WHERE switch=? AND source=? AND experiment_id=? AND"
+                " activity_id=? AND experiment_name=? AND activity_name=? AND registry=?",
+                cols).fetchone()[0]
+            self._key_ids[k], self._keys[kid] = kid, k
+        return kid
+
+    def _write_history(self, batch: HistoryBatch) -> None:
+        for table, steps in batch.steps.items():
+            assert table in HISTORY_TABLES
+            self._db.executemany(
+                f"INSERT INTO {table} VALUES (?,?,?,?) ON CONFLICT (t, key_id) DO UPDATE SET"
+                " packets=packets+excluded.packets, bytes=bytes+excluded.bytes",
+                [(t, self._history_key_id(k), c.packets, c.bytes) for (t, k), c in steps.items()])
+        if batch.heartbeat is not None:
+            run_id, now = batch.heartbeat
+            self._db.execute("UPDATE runs SET last_seen=MAX(last_seen, ?) WHERE id=?", (now, run_id))
+
+    def _history_key(self, kid: int) -> TotalKey:
+        k = self._keys.get(kid)
+        if k is None:
+            row = self._db.execute("SELECT switch, source, experiment_id, activity_id, experiment_name,"
+                                   " activity_name, registry FROM history_keys WHERE id=?", (kid,)).fetchone()
+            k = TotalKey(*row)
+            self._key_ids[k], self._keys[kid] = kid, k
+        return k
+
+    def history_sums(self, table: str, ranges: Iterable[tuple[int, int]]) -> dict[TotalKey, Counts]:
+        """Per key, the counts of the table's steps starting in any [t0, t1) of `ranges`."""
+        assert table in HISTORY_TABLES
+        out: dict[TotalKey, Counts] = {}
+        with self._lock:
+            for t0, t1 in ranges:
+                if t1 <= t0:
+                    continue
+                for kid, p, b in self._db.execute(
+                        f"SELECT key_id, SUM(packets), SUM(bytes) FROM {table} WHERE t >= ? AND t < ?"
+                        " GROUP BY key_id", (t0, t1)):
+                    k = self._history_key(kid)
+                    out[k] = out.get(k, Counts()) + Counts(p, b)
+        return out
+
+    def history_key_ids(self, wanted: Callable[[TotalKey], bool]) -> list[int]:
+        """The ids of the history keys `wanted` accepts."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM history_keys").fetchall()
+            return [kid for (kid,) in rows if wanted(self._history_key(kid))]
+
+    def history_points(self, table: str, t0: int, t1: int, step: int, table_step: int,
+                       key_ids: list[int] | None = None) -> dict[TotalKey, list[list[int]]]:
+        """Per key (all, or those of key_ids), [bucket start, packets, bytes] of the table's
+        steps (each `table_step` long) starting in [t0, t1), summed per `step`-long bucket
+        (aligned to multiples of step), sorted by time."""
+        assert table in HISTORY_TABLES
+        native = step == table_step
+        only = "" if key_ids is None else f" AND key_id IN ({','.join(str(int(k)) for k in key_ids)})"
+        with self._lock:
+            if native:  # one row per point, in (t, key) order: nothing to sum or sort
+                rows = self._db.execute(f"SELECT key_id, t, packets, bytes FROM {table}"
+                                        f" WHERE t >= ? AND t < ?{only}", (t0, t1)).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT key_id, (t / ?) * ? AS b, SUM(packets), SUM(bytes) FROM {table}"
+                    f" WHERE t >= ? AND t < ?{only} GROUP BY key_id, b ORDER BY b",
+                    (step, step, t0, t1)).fetchall()
+            by_id: dict[int, list[list[int]]] = {}
+            for kid, t, p, b in rows:
+                pts = by_id.get(kid)
+                if pts is None:
+                    pts = by_id[kid] = []
+                pts.append([t, p, b])
+            return {self._history_key(kid): pts for kid, pts in by_id.items()}
+
+    def history_prune(self, fine_before: int, coarse_before: int) -> tuple[int, int]:
+        """Delete fine steps before `fine_before`, coarse steps and runs before
+        `coarse_before`; returns the rows deleted (fine, coarse)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                fine = self._db.execute("DELETE FROM history_fine WHERE t < ?", (fine_before,)).rowcount
+                coarse = self._db.execute("DELETE FROM history_coarse WHERE t < ?", (coarse_before,)).rowcount
+                self._db.execute("DELETE FROM runs WHERE last_seen < ?", (coarse_before,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return fine, coarse
+
+    def start_run(self, now: float) -> int:
+        with self._lock:
+            return self._db.execute("INSERT INTO runs (started, last_seen) VALUES (?, ?)",
+                                    (now, now)).lastrowid
+
+    def runs(self) -> list[tuple[int, float, float]]:
+        """(id, started, last_seen) of every controller run on this state dir, oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT id, started, last_seen FROM runs ORDER BY started").fetchall()
+
+    def history_rows(self) -> dict[str, int]:
+        with self._lock:
+            return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in HISTORY_TABLES}
 
     # ---- stable tag ids ----
     def tag_ids(self) -> dict[tuple[int, int | None], int]:

@@ -7,6 +7,12 @@ entry per switch end; a host end carries a port only when the file gives one).
 Forwarding toward a host follows a breadth-first tree rooted at that host, so every switch
 agrees on the path (no loops) and mac_table() and switches_on_path() describe the same path.
 Flooding follows one spanning tree of the switches.
+
+Placement (issue 15, docs/controller-interfaces.md "Placement modes"): each switch has a `mode`
+(static, the default; wire: port pairs; tap: ports that receive copies; learn: MAC learning),
+ports it declares beyond its links (`ports:`, with a `direction` wan|lan and `prefixes`), and
+`prefixes:` (the networks whose flows it sees). port_modes() is what the switch's port_mode
+table holds; prefixes narrow switches_on_path() for flows between hosts the file does not list.
 """
 from __future__ import annotations
 
@@ -21,20 +27,57 @@ import networkx as nx
 import yaml
 
 from controller.drivers import tofino_ports
-from p4schema.constants import DROP_PORT
+from p4schema.constants import DIRECTION_FROM_WAN, DIRECTION_NONE, DIRECTION_TO_WAN, DROP_PORT
 
 KINDS = ("p4", "ovs", "tofino")  # tofino: a Tofino running Stratum (docs/tofino.md)
 MAX_PORT = DROP_PORT - 1  # v1model ports are 9 bits and 511 is the drop port
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_SWITCH_KEYS = {"device_id", "grpc_port", "cpu_port", "kind", "grpc_host"}
+_PLACEMENT_KEYS = {"mode", "pairs", "tap_ports", "ports", "prefixes", "learn_ageing_s"}
+_SWITCH_KEYS = {"device_id", "grpc_port", "cpu_port", "kind", "grpc_host"} | _PLACEMENT_KEYS
+MODES = ("static", "wire", "tap", "learn")
+DIRECTIONS = ("wan", "lan")
+DEFAULT_LEARN_AGEING_S = 300.0
 _HOST_KEYS = {"mac", "ipv4", "ipv6", "monitor"}
 _LINK_KEYS = {"node1", "node2", "port1", "port2"}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TopologyError(ValueError):
     """A topology that cannot be used; the message names the file, the node/link and the cause."""
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A port a switch declares in `ports:` (one without a link in the file, or a label)."""
+    port: int
+    direction: str | None = None  # "wan" | "lan": traffic entering here comes from / goes to the WAN
+    prefixes: tuple[IPNetwork, ...] = ()  # networks reached through this port
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a switch sits in the network (topology keys mode, pairs, tap_ports, ports, prefixes)."""
+    mode: str = "static"
+    pairs: tuple[tuple[int, int], ...] = ()  # wire: each enters one, leaves by the other
+    tap_ports: tuple[int, ...] = ()  # ports receiving copies (tap mode: all ports when empty)
+    ports: Mapping[int, PortSpec] = field(default_factory=dict)
+    prefixes: tuple[IPNetwork, ...] = ()  # switch-level; the ports' prefixes add to these
+    learn_ageing_s: float = DEFAULT_LEARN_AGEING_S  # learn: a MAC unseen this long is forgotten
+
+    @property
+    def all_prefixes(self) -> tuple[IPNetwork, ...]:
+        return self.prefixes + tuple(n for p in self.ports.values() for n in p.prefixes)
+
+
+@dataclass(frozen=True)
+class PortMode:
+    """One port_mode entry: what the switch does with what enters `port`."""
+    port: int
+    action: str  # static | learn | wire | tap
+    partner: int | None = None  # wire: the port it leaves by
+    direction: int = DIRECTION_NONE  # DIRECTION_*
 
 
 @dataclass(frozen=True)
@@ -47,6 +90,11 @@ class SwitchSpec:
     grpc_host: str = "127.0.0.1"  # extension: where the switch's gRPC server listens
     # Extension: keys this module does not interpret (e.g. an OpenFlow driver's settings).
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    placement: Placement = field(default_factory=Placement, compare=False, hash=False)
+
+    @property
+    def mode(self) -> str:
+        return self.placement.mode
 
     @property
     def grpc_addr(self) -> str:
@@ -99,8 +147,11 @@ class Topology:
         return ports[node]
 
     def mac_table(self, switch: str) -> dict[str, int]:
-        """Host MAC -> this switch's port toward that host (shortest path)."""
+        """Host MAC -> this switch's port toward that host (shortest path); empty unless the
+        switch is static (wire and tap have no MAC table, learn learns it)."""
         self._require_switch(switch)
+        if self.switches[switch].mode != "static":
+            return {}
         table: dict[str, int] = {}
         for host in self.hosts.values():
             nxt = self._next_hop(switch, host.name)
@@ -109,9 +160,17 @@ class Topology:
         return table
 
     def flood_ports(self, switch: str) -> list[int]:
-        """Ports toward (non-monitor) hosts plus this switch's spanning-tree ports."""
+        """Ports toward (non-monitor) hosts plus this switch's spanning-tree ports; a learn
+        switch also floods to its declared ports (hosts the file does not list); wire and tap
+        switches never flood."""
         self._require_switch(switch)
+        mode = self.switches[switch].mode
+        if mode in ("wire", "tap"):
+            return []
         ports: set[int] = set()
+        if mode == "learn":
+            linked = {self.port(switch, nbr) for nbr in self.graph.neighbors(switch)}
+            ports |= {p for p in self.switch_ports(switch) if p not in linked}
         for nbr in self.graph.neighbors(switch):
             if self._is_host(nbr):
                 if not self.hosts[nbr].monitor:
@@ -119,6 +178,71 @@ class Topology:
             elif self._spanning_tree.has_edge(switch, nbr):
                 ports.add(self.port(switch, nbr))
         return sorted(ports)
+
+    def switch_ports(self, switch: str) -> list[int]:
+        """Every port the switch has: its links, its `ports:` and its `interfaces:`."""
+        self._require_switch(switch)
+        spec = self.switches[switch]
+        ports = {self.port(switch, nbr) for nbr in self.graph.neighbors(switch)}
+        ports |= set(spec.placement.ports)
+        ports |= {int(p) for p in (spec.options.get("interfaces") or {})}
+        return sorted(ports)
+
+    def port_direction(self, switch: str, port: int) -> int:
+        """DIRECTION_* of traffic entering `port` (by its `direction` label)."""
+        spec = self.switches[switch].placement.ports.get(port)
+        label = spec.direction if spec else None
+        return {"wan": DIRECTION_FROM_WAN, "lan": DIRECTION_TO_WAN}.get(label, DIRECTION_NONE)
+
+    def port_modes(self, switch: str) -> dict[int, PortMode]:
+        """The port_mode entries of a switch: every port of a wire/tap/learn switch (wire
+        pairs both ways, tap ports, the rest by the mode), and labelled ports of a static one.
+        A wire or tap switch's port in neither a pair nor the tap ports gets no entry (static,
+        with no MAC entries and no flood ports: it drops)."""
+        self._require_switch(switch)
+        placement = self.switches[switch].placement
+        mode = placement.mode
+        monitor = self.monitor_port(switch)
+        out: dict[int, PortMode] = {}
+        for a, b in placement.pairs:
+            out[a] = PortMode(a, "wire", b, self.port_direction(switch, a))
+            out[b] = PortMode(b, "wire", a, self.port_direction(switch, b))
+        taps = placement.tap_ports
+        if mode == "tap" and not taps:
+            taps = tuple(p for p in self.switch_ports(switch) if p not in out and p != monitor)
+        for p in taps:
+            out[p] = PortMode(p, "tap", None, self.port_direction(switch, p))
+        for p in self.switch_ports(switch):
+            if p in out or p == monitor:
+                continue
+            direction = self.port_direction(switch, p)
+            if mode == "learn":
+                out[p] = PortMode(p, "learn", None, direction)
+            elif mode == "static" and direction != DIRECTION_NONE:
+                out[p] = PortMode(p, "static", None, direction)
+        return out
+
+    def sees(self, switch: str, addr: IPAddress) -> bool:
+        """The switch's prefixes contain addr (True when it declares none: it may see anything)."""
+        nets = self.switches[switch].placement.all_prefixes
+        return not nets or any(addr.version == n.version and addr in n for n in nets)
+
+    def flow_direction(self, switch: str, src: IPAddress, dst: IPAddress) -> int:
+        """DIRECTION_* of a flow on this switch by its ports' prefixes: a WAN port's prefixes
+        are the far side, a LAN port's the near side (NONE when they do not tell, or disagree)."""
+        ports = self.switches[switch].placement.ports.values()
+
+        def side(addr: IPAddress) -> str | None:
+            for p in ports:
+                if p.direction and any(addr.version == n.version and addr in n for n in p.prefixes):
+                    return p.direction
+            return None
+        s, d = side(src), side(dst)
+        if (s == "wan" or d == "lan") and not (s == "lan" or d == "wan"):
+            return DIRECTION_FROM_WAN
+        if (s == "lan" or d == "wan") and not (s == "wan" or d == "lan"):
+            return DIRECTION_TO_WAN
+        return DIRECTION_NONE
 
     def monitor_port(self, switch: str) -> int | None:
         """Port toward a monitor host attached to this switch (lowest port), or None."""
@@ -139,11 +263,16 @@ class Topology:
         return next((h for h in self.hosts.values() if h.mac == mac), None)
 
     def switches_on_path(self, src_addr: str | IPAddress, dst_addr: str | IPAddress) -> list[str]:
-        """Switches a flow between two addresses crosses, in order from the source; all
-        switches (file order) when an address is not in the topology."""
+        """Switches a flow between two addresses crosses, in order from the source. When an
+        address is not in the topology: the switches whose `prefixes` contain the source or the
+        destination, and those that declare none (file order; without prefixes anywhere,
+        every switch)."""
         src, dst = self.host_by_address(src_addr), self.host_by_address(dst_addr)
         if src is None or dst is None:
-            return list(self.switches)
+            addrs = [a for a in (_ip(src_addr), _ip(dst_addr)) if a is not None]
+            return [s for s in self.switches
+                    if not self.switches[s].placement.all_prefixes
+                    or any(self.sees(s, a) for a in addrs)]
         if src.name == dst.name:
             return []
         parents = self._tree_toward(dst.name)
@@ -153,7 +282,16 @@ class Topology:
         while node is not None and node != dst.name:
             path.append(node)
             node = parents.get(node)
+        # tap switches see copies, not the path: those whose prefixes cover an end (or any)
+        path += [s for s, spec in self.switches.items() if spec.mode == "tap" and s not in path
+                 and (self.sees(s, _host_ip(src)) or self.sees(s, _host_ip(dst)))]
         return path
+
+    def pruned_ports(self, switch: str) -> list[int]:
+        """Inter-switch ports off the spanning tree (never flooded: no loops)."""
+        self._require_switch(switch)
+        return sorted(self.port(switch, nbr) for nbr in self.graph.neighbors(switch)
+                      if not self._is_host(nbr) and not self._spanning_tree.has_edge(switch, nbr))
 
     def host_ports(self, switch: str) -> dict[str, int]:
         """Host name -> port, for hosts attached directly to this switch."""
@@ -296,7 +434,9 @@ def _build(data: Any, src: str) -> Topology:
                 cpu_port, options = tofino_ports.checked_switch(cpu_port, options, Path(src).parent)
             except ValueError as exc:
                 raise fail(f"{where}: {exc}") from None
-        switches[name] = SwitchSpec(name, device_id, grpc_port, cpu_port, kind, grpc_host, options)
+        placement_conf = {k: conf[k] for k in conf if k in _PLACEMENT_KEYS}
+        switches[name] = SwitchSpec(name, device_id, grpc_port, cpu_port, kind, grpc_host, options,
+                                    _placement(placement_conf, cpu_port, lambda m: fail(f"{where}: {m}")))
         graph.add_node(name, kind="switch")
 
     hosts: dict[str, HostSpec] = {}
@@ -374,16 +514,138 @@ def _build(data: Any, src: str) -> Topology:
                 ports[node] = _int(value, f"{where}: {key}", fail, 0, 2**31)
         graph.add_edge(n1, n2, ports=ports)
 
+    for name, spec in switches.items():
+        _check_placement_ports(name, spec, graph, used_ports, lambda m, n=name: fail(f"switch {n!r}: {m}"))
     for name in hosts:
         if graph.degree(name) == 0:
             raise fail(f"host {name!r}: has no link")
-    if not nx.is_connected(graph):
+    # a tap switch fed only by copies needs no link to the others
+    linked = graph.subgraph(n for n in graph if not (
+        n in switches and switches[n].mode == "tap" and graph.degree(n) == 0))
+    if not nx.is_connected(linked):
         parts = sorted(sorted(c) for c in nx.connected_components(graph))
         raise fail("graph is not connected: " + " | ".join(", ".join(p) for p in parts))
-    if not nx.is_connected(graph.subgraph(switches)):
+    if not nx.is_connected(linked.subgraph(switches)):
         raise fail("switches are connected only through hosts; link the switches directly")
     return Topology(str(data.get("name") or Path(src).stem), graph, switches, hosts,
                     str(data.get("description") or ""), src)
+
+
+def _host_ip(host: HostSpec) -> IPAddress:
+    """An address of a listed host (IPv6 first), for prefix checks."""
+    iface = host.ipv6 or host.ipv4
+    return iface.ip if iface is not None else ipaddress.ip_address("::")
+
+
+def _ip(addr: str | IPAddress) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(addr) if isinstance(addr, str) else addr
+    except ValueError:
+        return None
+
+
+def _prefixes(value: Any, what: str, fail) -> tuple[IPNetwork, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list):
+        raise fail(f"{what} must be a list of prefixes like 2001:db8::/32")
+    out = []
+    for item in value:
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=True))
+        except ValueError as exc:
+            raise fail(f"{what}: {item!r} is not a prefix: {exc}") from None
+    return tuple(out)
+
+
+def _placement(conf: dict, cpu_port: int | None, fail) -> Placement:
+    """mode, pairs, tap_ports, ports, prefixes of one switch (ports checked against the links
+    later, by _check_placement_ports)."""
+    mode = conf.get("mode", "static")
+    if mode not in MODES:
+        raise fail(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    pairs_raw = conf.get("pairs") or []
+    if pairs_raw and mode not in ("wire", "tap"):
+        raise fail(f"pairs are for mode wire (or tap), not {mode}")
+    if mode == "wire" and not pairs_raw:
+        raise fail("mode wire needs pairs: [[port, port], ...]")
+    if not isinstance(pairs_raw, list):
+        raise fail("pairs must be a list of [port, port]")
+    pairs: list[tuple[int, int]] = []
+    in_pair: dict[int, int] = {}
+    for i, pair in enumerate(pairs_raw, 1):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise fail(f"pair {i} must be [port, port], got {pair!r}")
+        a, b = (_int(p, f"pair {i} port", fail, 0, MAX_PORT) for p in pair)
+        if a == b:
+            raise fail(f"pair {i} names port {a} twice")
+        for p in (a, b):
+            if p in in_pair:
+                raise fail(f"port {p} is in two pairs ({in_pair[p]} and {i})")
+            if p == cpu_port:
+                raise fail(f"pair {i}: port {p} is the CPU port")
+            in_pair[p] = i
+        pairs.append((a, b))
+    taps_raw = conf.get("tap_ports") or []
+    if taps_raw and mode not in ("tap", "wire"):
+        raise fail(f"tap_ports are for mode tap (or wire), not {mode}")
+    if not isinstance(taps_raw, list):
+        raise fail("tap_ports must be a list of ports")
+    taps = []
+    for p in taps_raw:
+        p = _int(p, "tap port", fail, 0, MAX_PORT)
+        if p in in_pair:
+            raise fail(f"tap port {p} is also in pair {in_pair[p]}")
+        if p == cpu_port:
+            raise fail(f"tap port {p} is the CPU port")
+        taps.append(p)
+    ports_raw = conf.get("ports") or {}
+    if isinstance(ports_raw, list):
+        ports_raw = {p: {} for p in ports_raw}
+    if not isinstance(ports_raw, dict):
+        raise fail("ports must be a list of ports or a mapping port -> {direction, prefixes}")
+    ports: dict[int, PortSpec] = {}
+    for p, pconf in ports_raw.items():
+        p = _int(int(p) if isinstance(p, str) and p.isdigit() else p, "port", fail, 0, MAX_PORT)
+        pconf = pconf or {}
+        if not isinstance(pconf, dict):
+            raise fail(f"port {p}: settings must be a mapping (direction, wan, prefixes)")
+        unknown = set(pconf) - {"direction", "wan", "prefixes"}
+        if unknown:
+            raise fail(f"port {p}: unknown key(s): {', '.join(sorted(map(str, unknown)))}")
+        direction = pconf.get("direction")
+        if "wan" in pconf:
+            if not isinstance(pconf["wan"], bool):
+                raise fail(f"port {p}: wan must be true or false")
+            wan = "wan" if pconf["wan"] else "lan"
+            if direction is not None and direction != wan:
+                raise fail(f"port {p}: wan: {pconf['wan']} contradicts direction: {direction}")
+            direction = wan
+        if direction is not None and direction not in DIRECTIONS:
+            raise fail(f"port {p}: direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+        if p == cpu_port:
+            raise fail(f"port {p} is the CPU port")
+        ports[p] = PortSpec(p, direction, _prefixes(pconf.get("prefixes"), f"port {p}: prefixes", fail))
+    ageing = conf.get("learn_ageing_s", DEFAULT_LEARN_AGEING_S)
+    if isinstance(ageing, bool) or not isinstance(ageing, (int, float)) or ageing <= 0:
+        raise fail(f"learn_ageing_s must be a positive number of seconds, got {ageing!r}")
+    return Placement(mode, tuple(pairs), tuple(taps), ports,
+                     _prefixes(conf.get("prefixes"), "prefixes", fail), float(ageing))
+
+
+def _check_placement_ports(name: str, spec: SwitchSpec, graph: nx.Graph,
+                           used_ports: dict[tuple[str, int], int], fail) -> None:
+    """Pairs and tap ports name ports the switch has (a link, `ports:` or `interfaces:`)."""
+    have = {p for (node, p) in used_ports if node == name} | set(spec.placement.ports)
+    have |= {int(p) for p in (spec.options.get("interfaces") or {}) if str(p).isdigit()}
+    for i, (a, b) in enumerate(spec.placement.pairs, 1):
+        for p in (a, b):
+            if p not in have:
+                raise fail(f"pair {i} names port {p}, which the switch lacks (no link, "
+                           f"no ports: entry; it has {sorted(have) or 'none'})")
+    for p in spec.placement.tap_ports:
+        if p not in have:
+            raise fail(f"tap port {p} is a port the switch lacks (it has {sorted(have) or 'none'})")
 
 
 def _int(value: Any, what: str, fail, lo: int, hi: int) -> int:

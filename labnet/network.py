@@ -125,6 +125,7 @@ class Lab:
                 self._save()  # names recorded before the veth exists
                 net.addLink(net[a], net[b], **kwargs)
             net.build()
+            self._tap_feeds(net)
             for name, spec in topo.hosts.items():
                 host: ScitagsHost = net[name]
                 self.record["host_pids"][name] = procs.fingerprint(host.pid)
@@ -144,6 +145,41 @@ class Lab:
             self.stop()
             raise
         return self
+
+    def _tap_feeds(self, net: Mininet) -> None:
+        """A tap switch's ports fed with copies of another switch's port (the switch option
+        `tap_feeds: {TAP_PORT: {switch: S, port: P, direction: in|out}}`, lab only): a veth
+        per tap port, and a tc mirred filter copying what enters (in) or leaves (out) S's
+        port P to it, like an optical tap or a router's mirror port."""
+        from mininet.link import Intf
+
+        topo = self.topology
+        for name, spec in topo.switches.items():
+            feeds = spec.options.get("tap_feeds") or {}
+            for tap_port, feed in sorted(feeds.items()):
+                tap_port = int(tap_port)
+                if not isinstance(feed, dict) or feed.get("switch") not in topo.switches \
+                        or feed.get("direction") not in ("in", "out") or not isinstance(feed.get("port"), int):
+                    raise LabError(f"{topo.source}: switch {name!r}: tap_feeds {tap_port}: want "
+                                   f"{{switch: <switch>, port: <port>, direction: in|out}}, got {feed!r}")
+                src = feed["switch"]
+                src_if = switch_intf_name(self.prefix, src, int(feed["port"]),
+                                          topo.switches[src].device_id)
+                tap_if = switch_intf_name(self.prefix, name, tap_port, spec.device_id)
+                feed_if = f"{self.prefix}f{spec.device_id}p{tap_port}"
+                self.record["intfs"] += [tap_if, feed_if]
+                self._save()
+                for cmd in (f"ip link add {feed_if} type veth peer name {tap_if}",
+                            f"ip link set {feed_if} up", f"ip link set {tap_if} up",
+                            f"sysctl -qw net.ipv6.conf.{feed_if}.disable_ipv6=1",
+                            f"tc qdisc replace dev {src_if} clsact",
+                            f"tc filter add dev {src_if} {'ingress' if feed['direction'] == 'in' else 'egress'}"
+                            f" protocol all u32 match u32 0 0 action mirred egress mirror dev {feed_if}"):
+                    out = net[name].cmd(cmd + " 2>&1; echo rc=$?")
+                    if not out.strip().endswith("rc=0"):
+                        raise LabError(f"tap feed {name} port {tap_port}: {cmd}: {out.strip()}")
+                _offloads_off(net[name], feed_if)
+                Intf(tap_if, node=net[name], port=tap_port)
 
     # -- access ----------------------------------------------------------------------
     def host(self, name: str) -> ScitagsHost:

@@ -29,6 +29,11 @@ CPU_CLONE_SESSION_ID = 100  # fireflies copied to the CPU port
 MONITOR_MIRROR_SESSION_ID = 200  # tagged traffic copied to the monitor port
 FLOOD_GROUP_ID = 1  # multicast group of the flood ports (l2_forward's default action)
 PUNT_REASON_FIREFLY = 1
+PUNT_REASON_LEARN = 2  # a learn-mode switch's unknown source MAC
+# port_mode's direction parameter, by the ingress port's label (wan: from the WAN, lan: to it)
+DIRECTION_NONE = 0
+DIRECTION_TO_WAN = 1
+DIRECTION_FROM_WAN = 2
 FIREFLY_UDP_PORT = 10514
 
 # Cells of the buckets (traffic without a tag of its own; one numbering over bucket_counter

@@ -7,7 +7,8 @@ VENV=${VENV:-.venv}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 APT_PACKAGES=(python3-venv python3-dev mininet openvswitch-switch nftables iperf3
-              iproute2 iputils-ping ethtool tcpdump procps psmisc pmacct nfdump)
+              iproute2 iputils-ping ethtool tcpdump procps psmisc pmacct nfdump
+              chromium chromium-driver prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

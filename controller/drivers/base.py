@@ -110,6 +110,9 @@ class CounterSnapshot:
     exthdr_tags: dict[int, Counts] = field(default_factory=dict)  # IPv6 option tags (exthdr source)
     untrusted_tags: dict[int, Counts] = field(default_factory=dict)  # labels from outside the trust scope
     confirmed_tags: dict[int, Counts] = field(default_factory=dict)  # label tags a firefly flow agrees with
+    # (tag_id, direction) -> counts on ports labelled wan/lan (direction 1 to the WAN, 2 from it)
+    direction_tags: dict[tuple[int, int], Counts] = field(default_factory=dict)
+    wire_down: dict[int, Counts] = field(default_factory=dict)  # ingress port -> dropped: partner down
 
 
 # ---- events a driver hands to the controller ----
@@ -138,12 +141,26 @@ EventHandler = Callable[[object], None]
 
 
 @dataclass(frozen=True)
+class PortEntry:
+    """One port_mode entry (placement mode of an ingress port, controller/topology.py)."""
+    port: int
+    action: str  # static | learn | wire | wire_down | tap
+    partner: int | None = None  # wire / wire_down: the partner port
+    direction: int = 0  # 0 none, 1 to the WAN, 2 from the WAN
+
+
+@dataclass(frozen=True)
 class Forwarding:
-    """What the topology says a switch forwards: MAC -> port, flood ports, CPU and monitor port."""
+    """What the topology says a switch forwards: MAC -> port, flood ports, CPU and monitor port;
+    the placement of its ports and, on a learn switch, the learned (MAC, port) pairs (also in
+    mac_ports) with their ageing."""
     mac_ports: dict[str, int]
     flood_ports: tuple[int, ...]
     cpu_port: int | None
     monitor_port: int | None
+    port_modes: tuple[PortEntry, ...] = ()
+    learned: tuple[tuple[str, int], ...] = ()
+    learn_ageing_s: float = 0.0
 
 
 @dataclass
@@ -255,6 +272,11 @@ class SwitchDriver(abc.ABC):
         f = desired.forwarding
         result = ReconcileResult()
         self.set_forwarding(f.mac_ports, list(f.flood_ports), f.cpu_port, f.monitor_port)
+        set_port_modes = getattr(self, "set_port_modes", None)
+        if set_port_modes is not None:
+            set_port_modes(f.port_modes)
+        elif f.port_modes:
+            raise DriverError(f"switch {self.name}: this driver has no placement modes")
         self.sync_tags(desired.tags)
         result.zeroed_tags = list(self.last_zeroed)
         have = self.installed_flows()

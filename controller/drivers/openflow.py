@@ -195,6 +195,15 @@ class OpenFlowDriver(SwitchDriver):
             msgs.append(pl.mirror_add(monitor_port))
             self._send(msgs, "set L2 forwarding")
 
+    def set_port_modes(self, entries) -> None:
+        """Placement entries (drivers/base.PortEntry): rewritten as a whole (OpenFlow
+        switches are reconciled on connect only)."""
+        msgs = [pl.delete_kind(pl.KIND_PORT_MODE)]
+        msgs += [m for m in (pl.port_mode_add(e.port, e.action, e.partner) for e in entries)
+                 if m is not None]
+        with self._lock:
+            self._send(msgs, "set port modes")
+
     # ---- flow-label tags ----
     def sync_tags(self, rules: list[TagRule]) -> None:
         with self._lock:

@@ -46,7 +46,7 @@ MAGIC_MASK = 0xFFFF << 48
 KIND_MASK = MAGIC_MASK | 0xFF << 40
 ID_MASK = (1 << 40) - 1
 (KIND_BASE, KIND_BUCKET, KIND_TAG, KIND_FIREFLY, KIND_CONSISTENT, KIND_L2, KIND_PUNT,
- KIND_MIRROR) = range(1, 9)
+ KIND_MIRROR, KIND_PORT_MODE) = range(1, 10)
 BUCKET_IDS = {"unmarked": 0, "unregistered": 1, "mismatch": 3, "firefly_only": 4}
 
 # Metadata written by tables 0 and 1, read by table 2.
@@ -295,6 +295,27 @@ def mac_add(mac: str, port: int) -> Wire:
 
 def mac_delete(mac: str) -> Wire:
     return flow_delete_strict(T_L2, PRIO_MAC, P.OFPMatch(eth_dst=mac))
+
+
+PRIO_PORT_MODE = 200  # above the MAC entries: a port's placement decides first
+
+
+def port_mode_add(port: int, action: str, partner: int | None) -> Wire | None:
+    """Placement of an ingress port (issue 15) in table 4: wire -> output to the partner,
+    whatever the addresses; wire_down and tap -> drop (tables 0-3 have counted it and made
+    the controller/monitor copies); learn -> NORMAL (OVS's own MAC learning and flooding; use
+    OVS's STP/RSTP on looped topologies); static (a direction label only) -> nothing: OpenFlow
+    has no per-direction counter here."""
+    match = P.OFPMatch(in_port=port)
+    if action == "wire":
+        instructions = [_apply(_out(partner))]
+    elif action in ("wire_down", "tap"):
+        instructions = []
+    elif action == "learn":
+        instructions = [_apply(_out(OFP.OFPP_NORMAL))]
+    else:
+        return None
+    return flow_add(T_L2, PRIO_PORT_MODE, match, instructions, cookie(KIND_PORT_MODE, port))
 
 
 def flood_add(ports: list[int]) -> Wire:

@@ -32,7 +32,7 @@ from p4.v1 import p4runtime_pb2
 from p4runtime_sh.p4runtime import P4RuntimeErrorFormatException, P4RuntimeWriteException
 
 from controller.drivers.base import (
-    BUCKETS, ConnectionLost, CounterSnapshot, Counts, DesiredState, DriverError, EventHandler,
+    BUCKETS, PortEntry, ConnectionLost, CounterSnapshot, Counts, DesiredState, DriverError, EventHandler,
     FireflyPacket, FlowIdle, FlowKey, FlowRule, Forwarding, MastershipChanged, ReconcileResult,
     SwitchDriver, SwitchReset, SwitchUnreachable, TagRule)
 from controller.p4runtime_client import (
@@ -42,7 +42,7 @@ from p4schema import (CloneSession, CounterEntry, EntityCodec, Lpm, MulticastGro
                       SchemaError, TableEntry, Ternary, UnknownName, decode, diff, load_p4info)
 from p4schema.constants import (ACTIVITY_MASK, ACTIVITY_MAX, CPU_CLONE_SESSION_ID, EXPERIMENT_MAX,
                                 FLOOD_GROUP_ID, MONITOR_MIRROR_SESSION_ID, PRIORITY_ACTIVITY,
-                                PRIORITY_WILDCARD, PUNT_REASON_FIREFLY)
+                                PRIORITY_WILDCARD, PUNT_REASON_FIREFLY, PUNT_REASON_LEARN)
 from scitags_core import flowlabel
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,17 @@ C_TAG_FIELDS = {C_TAG: "tags", "ScitagsIngress.exthdr_tag_counter": "exthdr_tags
                 "ScitagsIngress.untrusted_tag_counter": "untrusted_tags",
                 "ScitagsIngress.confirmed_tag_counter": "confirmed_tags"}
 C_BUCKETS = ("ScitagsIngress.bucket_counter", "ScitagsIngress.firefly_bucket_counter")
+T_PORT_MODE = "ScitagsIngress.port_mode"  # placement mode per ingress port (issue 15)
+T_LEARNED = "ScitagsIngress.learned_src"  # learned (source MAC, port) pairs, idle-timed
+A_PORT_MODE = {a: f"ScitagsIngress.{a}" for a in ("wire_to", "wire_down", "tap_port", "learn_port",
+                                                 "static_port")}
+PORT_ACTION = {"wire": "wire_to", "wire_down": "wire_down", "tap": "tap_port",
+               "learn": "learn_port", "static": "static_port"}
+C_DIRECTION = "ScitagsIngress.direction_tag_counter"  # cell = tag_id * 2 + direction - 1
+C_WIRE_DOWN = "ScitagsIngress.wire_down_counter"  # cell = ingress port
 # repair kinds (ReconcileResult.repairs, metrics label `kind`) per owned table
 KIND_OF_TABLE = {T_L2: "l2", T_POLICY: "tag", T_EXTHDR: "tag", T_TRUST: "trust",
-                 T_FF[4]: "flow", T_FF[6]: "flow"}
+                 T_FF[4]: "flow", T_FF[6]: "flow", T_PORT_MODE: "port_mode", T_LEARNED: "learned"}
 
 Update = p4runtime_pb2.Update
 
@@ -148,7 +156,13 @@ class P4RuntimeDriver(SwitchDriver):
         self._exthdr_entries: dict[TagRule, TableEntry] = {}
         self.last_zeroed: list[int] = []  # tag cells the last sync_tags zeroed (new to the switch)
         self.stats = {"packet_in": 0, "packet_in_ignored": 0, "idle_notifications": 0,
-                      "idle_repeats": 0}
+                      "idle_repeats": 0, "learn_packet_in": 0}
+        # MAC learning (controller/learning.py sets these): fn(switch, mac, port) for each
+        # source seen in a packet-in; fn(switch, mac, port) when a learned pair idled out
+        self.on_source_mac: Callable[[str, str, int], None] | None = None
+        self.on_mac_aged: Callable[[str, str, int], None] | None = None
+        # learned MACs written since the running read_back() started (None: no read running)
+        self._touched_macs: set[str] | None = None
 
     # ---- connection ----
     @property
@@ -436,9 +450,25 @@ class P4RuntimeDriver(SwitchDriver):
         return pre
 
     def _l2_entries(self, f: Forwarding) -> list[TableEntry]:
-        return [self.codec.table_entry(T_L2, {"dst_mac": int(mac.replace(":", ""), 16)},
-                                       "ScitagsIngress.set_egress_port", {"port": port})
-                for mac, port in f.mac_ports.items()]
+        return [self._l2_entry(mac, port) for mac, port in f.mac_ports.items()]
+
+    def _port_mode_entries(self, f: Forwarding) -> list[TableEntry]:
+        out = []
+        for m in f.port_modes:
+            params = {"direction": m.direction}
+            if m.action == "wire":
+                params["port"] = m.partner
+            out.append(self.codec.table_entry(T_PORT_MODE, {"ingress_port": m.port},
+                                              A_PORT_MODE[PORT_ACTION[m.action]], params))
+        return out
+
+    def _learned_entry(self, mac: str, port: int, ageing_s: float) -> TableEntry:
+        return self.codec.table_entry(T_LEARNED, {"src_mac": _mac_int(mac), "ingress_port": port},
+                                      "ScitagsIngress.source_known", {}, 0, int(ageing_s * 1e9))
+
+    def _l2_entry(self, mac: str, port: int) -> TableEntry:
+        return self.codec.table_entry(T_L2, {"dst_mac": _mac_int(mac)},
+                                      "ScitagsIngress.set_egress_port", {"port": port})
 
     def _write(self, what: str, updates: list[p4runtime_pb2.Update]) -> None:
         if updates:
@@ -496,11 +526,13 @@ class P4RuntimeDriver(SwitchDriver):
         replication entries); flow installs and removals go on meanwhile and are noted."""
         with self._lock:
             self._touched = set()
+            self._touched_macs = set()
         t0 = time.perf_counter()
         trust = self.has_table(T_TRUST)
         tag_tables = self._tag_tables()
+        placement = [n for n in (T_PORT_MODE, T_LEARNED) if self.has_table(n)]
         tables = self._read_tables([T_L2, *tag_tables, T_FF[4], T_FF[6]]
-                                   + ([T_TRUST] if trust else []))
+                                   + ([T_TRUST] if trust else []) + placement)
         pre = self._read_pre({("multicast_group", FLOOD_GROUP_ID), ("clone_session", CPU_CLONE_SESSION_ID),
                               ("clone_session", MONITOR_MIRROR_SESSION_ID)})
         default = self._read_default(T_TRUST) if trust else None
@@ -516,6 +548,7 @@ class P4RuntimeDriver(SwitchDriver):
             read = self.read_back()
         with self._lock:
             touched, self._touched = self._touched or set(), None
+            touched_macs, self._touched_macs = self._touched_macs or set(), None
             trust, tag_tables, tables = read.trust, read.tag_tables, read.tables
             f = desired.forwarding
             owned = self._pre_owned(f)
@@ -531,10 +564,26 @@ class P4RuntimeDriver(SwitchDriver):
                 moved = {self._flow_match(k).key for k in touched}
                 have_flows = [e for e in have_flows if e.key not in moved]
             want_pre = self._forwarding_entities(f)
-            plans = {"l2": diff(self._l2_entries(f), tables[T_L2]),
+            want_l2, have_l2 = self._l2_entries(f), tables[T_L2]
+            if touched_macs:  # learned during the read: the learner's, not ours to judge
+                moved_l2 = {self._l2_entry(m, 0).key for m in touched_macs}
+                want_l2 = [e for e in want_l2 if e.key not in moved_l2]
+                have_l2 = [e for e in have_l2 if e.key not in moved_l2]
+            plans = {"l2": diff(want_l2, have_l2),
                      "tag": diff(want_tags, have_tags),
                      "flow": diff(want_flows, have_flows),
                      "pre": diff(want_pre, have_pre)}
+            if T_PORT_MODE in tables:
+                plans["port_mode"] = diff(self._port_mode_entries(f), tables[T_PORT_MODE])
+            elif f.port_modes:
+                raise DriverError(f"switch {self.name}: the program has no {T_PORT_MODE}: "
+                                  "wire/tap/learn modes need a newer pipeline")
+            if T_LEARNED in tables:
+                want_learned = [self._learned_entry(m, p, f.learn_ageing_s) for m, p in f.learned
+                                if m not in touched_macs]
+                have_learned = [e for e in tables[T_LEARNED]
+                                if _mac_str(e.field("src_mac")) not in touched_macs]
+                plans["learned"] = diff(want_learned, have_learned)
             default_update = None
             if trust:
                 want_trust, want_default = self._trust_entries(desired.label_trust)
@@ -616,6 +665,39 @@ class P4RuntimeDriver(SwitchDriver):
         log.info("switch %s: forwarding written: %d MAC entries, flood ports %s, cpu port %s, "
                  "mirror session %d -> port %s", self.name, len(mac_ports), sorted(set(flood_ports)),
                  cpu_port, MONITOR_MIRROR_SESSION_ID, monitor_port)
+
+    # ---- MAC learning (controller/learning.py) ----
+    @_p4info_errors
+    def learn(self, mac: str, port: int, ageing_s: float, old_port: int | None = None) -> None:
+        """Forward to `mac` by `port` and stop punting its frames from there (an entry aged
+        by idle timeout); a host that moved from old_port loses its old pair."""
+        self.learn_batch([(mac, port, old_port)], ageing_s)
+
+    @_p4info_errors
+    def learn_batch(self, items: list[tuple[str, int, int | None]], ageing_s: float) -> None:
+        """learn() for many (mac, port, old_port) in one Write."""
+        with self._lock:
+            if self._touched_macs is not None:
+                self._touched_macs.update(mac for mac, _, _ in items)
+            ups = []
+            for mac, port, old_port in items:
+                if old_port is not None:
+                    ups.append(self.codec.update(Update.DELETE,
+                                                 self._learned_entry(mac, old_port, ageing_s)))
+                ups.append(self.codec.update(Update.MODIFY if old_port is not None else Update.INSERT,
+                                             self._l2_entry(mac, port)))
+                ups.append(self.codec.update(Update.INSERT, self._learned_entry(mac, port, ageing_s)))
+            self._write(f"learn {len(items)} MAC(s)", ups)
+
+    @_p4info_errors
+    def unlearn(self, mac: str, port: int) -> None:
+        """Forget a learned MAC (aged out): flood toward it again, punt its next frame."""
+        with self._lock:
+            if self._touched_macs is not None:
+                self._touched_macs.add(mac)
+            self._write(f"unlearn {mac}", [
+                self.codec.update(Update.DELETE, self._learned_entry(mac, port, 0)),
+                self.codec.update(Update.DELETE, self._l2_entry(mac, port))])
 
     # ---- tags ----
     @_p4info_errors
@@ -752,6 +834,13 @@ class P4RuntimeDriver(SwitchDriver):
             except UnknownName:
                 continue  # a program without a separate firefly bucket counter
             entities.append(self.codec.read_counter(name))
+        placement_ids = {}
+        for name in (C_DIRECTION, C_WIRE_DOWN):
+            try:
+                placement_ids[self.index.counter(name).id] = name
+            except UnknownName:
+                continue  # a program without placement modes
+            entities.append(self.codec.read_counter(name))
         ff_ids = {self.index.table(T_FF[afi]).id for afi in (4, 6)}
         entities += [self.codec.read_table(T_FF[afi], counters=True) for afi in (4, 6)]
         got = self._rpc("read counters", client.read, entities)
@@ -764,6 +853,13 @@ class P4RuntimeDriver(SwitchDriver):
                 if cells is not None:
                     if counts.packets or counts.bytes:
                         getattr(snap, cells)[ce.index.index] = counts
+                elif ce.counter_id in placement_ids:
+                    if counts.packets or counts.bytes:
+                        i = ce.index.index
+                        if placement_ids[ce.counter_id] == C_DIRECTION:
+                            snap.direction_tags[(i >> 1, (i & 1) + 1)] = counts
+                        else:
+                            snap.wire_down[i] = counts
                 elif ce.counter_id in bucket_ids and ce.index.index < len(BUCKETS):
                     name = BUCKETS[ce.index.index]
                     snap.buckets[name] = snap.buckets.get(name, Counts()) + counts
@@ -773,6 +869,32 @@ class P4RuntimeDriver(SwitchDriver):
                 snap.flows[self._decode_key(te)] = Counts(c.packet_count, c.byte_count)
         for name in BUCKETS:
             snap.buckets.setdefault(name, Counts())
+        return snap
+
+    @_p4info_errors
+    def read_placement_counters(self) -> CounterSnapshot:
+        """Only the per-direction tag cells and the wire-down drops (one Read; empty on a
+        program without placement modes)."""
+        snap = CounterSnapshot(self.name, time.time())
+        names = {}
+        for name in (C_DIRECTION, C_WIRE_DOWN):
+            try:
+                names[self.index.counter(name).id] = name
+            except UnknownName:
+                continue
+        if not names:
+            return snap
+        got = self._rpc("read placement counters", self._require().read,
+                        [self.codec.read_counter(n) for n in names.values()])
+        for e in got:
+            ce = e.counter_entry
+            counts = Counts(ce.data.packet_count, ce.data.byte_count)
+            if counts.packets or counts.bytes:
+                i = ce.index.index
+                if names.get(ce.counter_id) == C_DIRECTION:
+                    snap.direction_tags[(i >> 1, (i & 1) + 1)] = counts
+                else:
+                    snap.wire_down[i] = counts
         return snap
 
     # ---- stream messages ----
@@ -789,6 +911,15 @@ class P4RuntimeDriver(SwitchDriver):
             header = self.index.packet_in
             by_id = {f.id: f.name for f in header.fields} if header else {}
             meta = {by_id.get(m.metadata_id, str(m.metadata_id)): decode(m.value) for m in pkt.metadata}
+            listener = self.on_source_mac
+            if listener is not None and len(pkt.payload) >= 12 and meta.get("reason") in (
+                    PUNT_REASON_LEARN, PUNT_REASON_FIREFLY):
+                # a firefly copy teaches its source too (it wins the one clone per packet)
+                listener(self.name, _mac_str(int.from_bytes(pkt.payload[6:12], "big")),
+                         meta.get("ingress_port", 0))
+            if meta.get("reason") == PUNT_REASON_LEARN:
+                self.stats["learn_packet_in"] += 1
+                return
             if meta.get("reason") != PUNT_REASON_FIREFLY:
                 self.stats["packet_in_ignored"] += 1
                 return
@@ -806,6 +937,12 @@ class P4RuntimeDriver(SwitchDriver):
     @_p4info_errors
     def _on_idle(self, e: p4runtime_pb2.TableEntry) -> None:
         self.stats["idle_notifications"] += 1
+        if self.has_table(T_LEARNED) and e.table_id == self.index.table(T_LEARNED).id:
+            aged = self.on_mac_aged
+            if aged is not None:
+                te = self.codec.decode_table_entry(e)
+                aged(self.name, _mac_str(te.field("src_mac")), te.field("ingress_port"))
+            return
         if e.table_id not in {self.index.table(t).id for t in T_FF.values()}:
             return
         try:
@@ -829,6 +966,14 @@ class _ReadBack:
     pre: list
     default: object
     seconds: float
+
+
+def _mac_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def _mac_str(value: int) -> str:
+    return ":".join(f"{b:02x}" for b in int(value).to_bytes(6, "big"))
 
 
 def _error(message: str, codes: list[int]) -> DriverError:
