@@ -35,8 +35,8 @@ bench: $(PY)
 	@mkdir -p bench-results
 	$(PY) bench/run_all.py --out-dir bench-results
 
-p4:
-	python3 tools/p4build.py
+p4: $(PY)
+	$(PY) tools/p4build.py
 
 p4-check:
 	python3 tools/p4build.py --check

@@ -43,11 +43,12 @@ H1, H2 = "00:00:00:00:01:01", "00:00:00:00:01:02"
 
 
 def frame(size: int, marking: str = "label") -> bytes:
-    """IPv6/TCP marked CMS/14: in the flow label, or with flowd-go's Hop-by-Hop option
+    """IPv6/TCP (next header 6: the switch parses the ports and looks the flow up) marked
+    CMS/14: in the flow label, or with flowd-go's Hop-by-Hop option
     (NH 00 1E 03 E_hi E_lo A 00; /work/shared/scitags/SPEC.md) and the kernel's label."""
     tcp = bytes(TCP(sport=40000, dport=5201, flags="A", chksum=0x1234))
     if marking == "label":
-        pkt = (Ether(src=H1, dst=H2) / IPv6(src="2001:db8::1", dst="2001:db8::2",
+        pkt = (Ether(src=H1, dst=H2) / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=6,
                                             fl=encode_label(3, 14, entropy=5)) / Raw(tcp))
     else:
         option = bytes([6, 0, 0x1E, 3, 0, 3, 14, 0])

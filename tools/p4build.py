@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -54,18 +55,36 @@ class Target:
 
 
 TOFINO_PATHS = ("/opt/p4/tofino/bin/bf-p4c", "/opt/p4/bin/bf-p4c")
+# bf-p4c's annotation parser does not list @controller_header, which its own P4Runtime
+# generator honours (the TNA P4Info has controller_packet_metadata: test_p4info_parity), so it
+# warns "Unknown annotation" on packet_in/packet_out. Silenced here only: the v1model compile
+# of the same sources still reports any annotation that is really unknown.
+TOFINO_QUIRKS = ("--Wdisable=unknown",
+                 # counters as P4Runtime counters, not barefoot.* externs: what Stratum serves
+                 # and the controller reads, the same names as on v1model
+                 "--p4runtime-force-std-externs")
 TARGETS = {
     "v1model": Target("v1model", "v1model", "p4c-bm2-ss", ("/opt/p4/bin/p4c-bm2-ss",),
                       ("--std", "p4-16", "--target", "bmv2", "--arch", "v1model")),
     "tna": Target("tna", "tna", "bf-p4c", TOFINO_PATHS,
-                  ("--std", "p4-16", "--target", "tofino", "--arch", "tna", "-g"), "tofino.bin"),
+                  ("--std", "p4-16", "--target", "tofino", "--arch", "tna", "-g", *TOFINO_QUIRKS),
+                  "tofino.bin"),
     "t2na": Target("t2na", "tna", "bf-p4c", TOFINO_PATHS,
-                   ("--std", "p4-16", "--target", "tofino2", "--arch", "t2na", "-g"), "tofino2.bin"),
+                   ("--std", "p4-16", "--target", "tofino2", "--arch", "t2na", "-g", *TOFINO_QUIRKS),
+                   "tofino2.bin"),
 }
 
 # What a Tofino compile keeps (relative to its output folder); the rest (logs, graphs, .bfa)
 # is the compiler's working material.
 TOFINO_KEEP = ("scitags.p4info.txtpb", "bfrt.json", "pipe/context.json", "resources.json")
+# Kept gzipped (<name>.gz, no timestamp: the same sources give the same bytes): each is over
+# 1 MiB as the compiler writes it; controller/drivers/tofino_pipeline.py reads either form.
+TOFINO_GZIPPED = ("pipe/context.json", "pipe/tofino.bin", "pipe/tofino2.bin")
+
+
+def stored_name(rel: str) -> str:
+    """Where a kept output is in build/<target>/ (gzipped ones get .gz)."""
+    return rel + ".gz" if rel in TOFINO_GZIPPED else rel
 TOFINO_KEEP_IF_MADE = ("scitags.conf", "manifest.json")   # bf_switchd's conf; the compile manifest
 
 
@@ -94,40 +113,72 @@ def compile_target(target: Target, compiler: str, outdir: pathlib.Path) -> subpr
                "--p4runtime-files", str(outdir / "scitags.p4info.txtpb"), program]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     with tempfile.TemporaryDirectory(prefix=f"p4build-{target.name}-") as work:
+        # The P4Info in binary: bf-p4c's own text printer logs a warning on the barefoot.*
+        # Any it cannot expand (PortMetadata); written as text here, byte for byte the same
+        # from the same binary.
         cmd = [compiler, *target.args, "-o", work,
-               "--p4runtime-files", f"{work}/scitags.p4info.txtpb", program]
+               "--p4runtime-files", f"{work}/scitags.p4info.bin", program]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if result.returncode == 0:
             work_dir = pathlib.Path(work)
+            p4info_as_text(work_dir / "scitags.p4info.bin", work_dir / "scitags.p4info.txtpb")
             (work_dir / "resources.json").write_text(
                 json.dumps(resource_summary(work_dir, target), indent=1, sort_keys=True) + "\n")
             made = [r for r in TOFINO_KEEP_IF_MADE if (work_dir / r).exists()]
             for rel in (*TOFINO_KEEP, f"pipe/{target.binary}", *made):
-                dest = outdir / rel
+                dest = outdir / stored_name(rel)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(work_dir / rel, dest)
+                if rel in TOFINO_GZIPPED:
+                    dest.write_bytes(gzip.compress((work_dir / rel).read_bytes(), 9, mtime=0))
+                    (outdir / rel).unlink(missing_ok=True)
+                else:
+                    shutil.copyfile(work_dir / rel, dest)
         return result
 
 
+def p4info_as_text(binary: pathlib.Path, text: pathlib.Path) -> None:
+    """The P4Info in protobuf text format (the P4Runtime bindings of the virtualenv)."""
+    from google.protobuf import text_format
+    from p4.config.v1 import p4info_pb2
+    info = p4info_pb2.P4Info()
+    info.ParseFromString(binary.read_bytes())
+    text.write_text(text_format.MessageToString(info))
+
+
 def resource_summary(work: pathlib.Path, target: Target) -> dict:
-    """What the program takes of the chip, from the compiler's pipe/logs/resources.json and
-    mau.json: stages, SRAM and TCAM blocks (used of available), PHV, and per table its stages,
-    blocks and entries. Small enough to read in a review."""
-    res = json.loads((work / "pipe/logs/resources.json").read_text())["resources"]
-    mau = res["mau"]
+    """What the program takes of the chip, small enough to read in a review: stages used of
+    those available, SRAM / TCAM / map RAM blocks used of those available, PHV bits, and per
+    match table its entries and stages. From the compiler's pipe/logs/resources.json (blocks
+    per stage), pipe/logs/metrics.json (PHV) and pipe/context.json (tables)."""
+    mau = json.loads((work / "pipe/logs/resources.json").read_text())["resources"]["mau"]
     stages = mau["mau_stages"]
-    used_stages = [s for s in stages if any(s.get(k) for k in ("logical_tables",))]
-    summary: dict = {"target": target.name, "stages_available": len(stages)}
-    sram = sum(len(s.get("srams", [])) for s in stages)
-    tcam = sum(len(s.get("tcams", [])) for s in stages)
-    summary["stages_used"] = len(used_stages)
-    summary["sram_blocks_used"] = sram
-    summary["tcam_blocks_used"] = tcam
-    spec = mau.get("mau_stage_spec", {}) if isinstance(mau.get("mau_stage_spec"), dict) else {}
-    summary["sram_blocks_available"] = spec.get("srams", {}).get("num_rows", 8) * \
-        spec.get("srams", {}).get("num_columns", 10) * len(stages) if spec else 80 * len(stages)
-    summary["tcam_blocks_available"] = spec.get("tcams", {}).get("num_rows", 12) * \
-        spec.get("tcams", {}).get("num_columns", 2) * len(stages) if spec else 24 * len(stages)
+
+    def used(stage: dict, kind: str, items: str) -> int:
+        return len(stage.get(kind, {}).get(items, []))
+
+    def available(stage: dict, kind: str, rows: str = "nRows", cols: str = "nColumns") -> int:
+        s = stage.get(kind, {})
+        return s.get(rows, 0) * s.get(cols, 1)
+
+    summary: dict = {"target": target.name, "stages_available": mau["nStages"],
+                     "stages_used": sum(1 for s in stages if s.get("logical_tables", {}).get("ids"))}
+    for label, kind, items, rows, cols in (("sram", "rams", "srams", "nRows", "nColumns"),
+                                           ("tcam", "tcams", "tcams", "nRows", "nColumns"),
+                                           ("map_ram", "map_rams", "maprams", "nRows", "nUnits")):
+        summary[f"{label}_blocks_used"] = sum(used(s, kind, items) for s in stages)
+        summary[f"{label}_blocks_available"] = available(stages[0], kind, rows, cols) * mau["nStages"]
+    phv = json.loads((work / "pipe/logs/metrics.json").read_text()).get("phv", {})
+    summary["phv_bits_occupied"] = {kind: sum(c.get("bits_occupied", 0) for c in phv.get(kind, []))
+                                    for kind in ("normal", "tagalong", "mocha", "dark") if phv.get(kind)}
+    context = json.loads((work / "pipe/context.json").read_text())
+    tables = []
+    for t in context["tables"]:
+        if t.get("table_type") != "match" or t["name"].startswith("tbl_") or "$" in t["name"]:
+            continue
+        stage_tables = t.get("match_attributes", {}).get("stage_tables", [])
+        tables.append({"name": t["name"], "entries": t.get("size", 0),
+                       "stages": sorted({st["stage_number"] for st in stage_tables})})
+    summary["tables"] = sorted(tables, key=lambda t: t["name"])
     return summary
 
 

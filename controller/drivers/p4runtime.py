@@ -318,13 +318,16 @@ class P4RuntimeDriver(SwitchDriver):
         return self._counting_entry(T_POLICY, match, r)
 
     def _counting_entry(self, table: str, match: dict, r: TagRule) -> TableEntry:
-        """A tag rule's entry in one of the policy tables: count_tag (and mirror) its cell."""
+        """A tag rule's entry in one of the policy tables: count_tag (and mirror) its cell;
+        exthdr_policy has the same actions under its own names (exthdr_count_tag...)."""
         prio = PRIORITY_ACTIVITY if r.activity is not None else PRIORITY_WILDCARD
+        prefix = "exthdr_" if table == T_EXTHDR and self.has_action("ScitagsIngress.exthdr_count_tag") else ""
         if r.mirror:
-            return self.codec.table_entry(table, match, "ScitagsIngress.count_tag_and_mirror",
+            return self.codec.table_entry(table, match, f"ScitagsIngress.{prefix}count_tag_and_mirror",
                                           {"tag_id": r.tag_id,
                                            "mirror_session": MONITOR_MIRROR_SESSION_ID}, prio)
-        return self.codec.table_entry(table, match, "ScitagsIngress.count_tag", {"tag_id": r.tag_id}, prio)
+        return self.codec.table_entry(table, match, f"ScitagsIngress.{prefix}count_tag",
+                                      {"tag_id": r.tag_id}, prio)
 
     def _tag_rule(self, e: TableEntry) -> TagRule:
         """The tag rule of a scitag_policy entry (the inverse of _tag_entry)."""
@@ -338,10 +341,18 @@ class P4RuntimeDriver(SwitchDriver):
             exp, activity = fields.experiment, (fields.activity if label.mask == flowlabel.TAG_MASK else None)
         return TagRule(e.param("tag_id"), exp, activity, e.action.endswith("count_tag_and_mirror"))
 
+    def has_action(self, action: str) -> bool:
+        """The program has this action (an older one shares count_tag between the policies)."""
+        return self._names(self.index.action, action)
+
     def has_table(self, table: str) -> bool:
         """The program has this table (an older one lacks exthdr_policy and label_trust)."""
+        return self._names(self.index.table, table)
+
+    @staticmethod
+    def _names(lookup, name: str) -> bool:
         try:
-            self.index.table(table)
+            lookup(name)
             return True
         except UnknownName:
             return False

@@ -18,6 +18,7 @@ runs on all pipes (0..3), the bf-p4c default.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from dataclasses import dataclass
@@ -179,19 +180,31 @@ def _require(path: Path, what: str, hint: str = "") -> None:
         raise TofinoPipelineError(f"{what} {path} not found{hint}")
 
 
+def _stored(path: Path) -> Path:
+    """The file, or its gzip copy: the repository keeps outputs over 1 MiB gzipped."""
+    gz = path.with_name(path.name + ".gz")
+    return gz if not path.is_file() and gz.is_file() else path
+
+
+def read_build_file(path: Path) -> bytes:
+    """A file of a build folder as the compiler wrote it (gunzipped if kept as <name>.gz)."""
+    return _read(path, "build file")
+
+
 def _read(path: Path, what: str, hint: str = "") -> bytes:
+    path = _stored(path)
     _require(path, what, hint)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TofinoPipelineError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise TofinoPipelineError(f"{what} {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     if not data:
         raise TofinoPipelineError(f"{what} {path} is empty")
     return data
 
 
 def _other_chip_hint(folder: Path, target: Chip) -> str:
-    others = [c for c in CHIPS.values() if c is not target and (folder / c.binary).is_file()]
+    others = [c for c in CHIPS.values() if c is not target and _stored(folder / c.binary).is_file()]
     return f" (the folder holds {others[0].binary}: a {others[0].name} build)" if others else ""
 
 
@@ -227,7 +240,7 @@ def _conf_scopes(program: dict, folder: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _found_scopes(folder: Path) -> dict[str, tuple[int, ...]]:
-    names = sorted(d.name for d in folder.iterdir() if (d / CONTEXT_FILE).is_file())
+    names = sorted(d.name for d in folder.iterdir() if _stored(d / CONTEXT_FILE).is_file())
     if not names:
         raise TofinoPipelineError(f"{folder}: no pipeline folder with a {CONTEXT_FILE} "
                                   f"(bf-p4c writes <pipe>/{CONTEXT_FILE}, e.g. pipe/{CONTEXT_FILE})")

@@ -47,6 +47,21 @@ const mcast_group_t FLOOD_GROUP_ID = 1;
 
 /* Packet-in reasons (packet_in.reason). */
 const bit<8> PUNT_REASON_FIREFLY = 1;
+const bit<8> PUNT_REASON_LEARN = 2;   /* a source MAC a learn-mode switch has not learned here */
+
+/* Placement mode of an ingress port (port_mode table; no entry: static forwarding). */
+const bit<3> PORT_MODE_STATIC = 0;
+const bit<3> PORT_MODE_WIRE = 1;       /* out of the partner port, untouched */
+const bit<3> PORT_MODE_WIRE_DOWN = 2;  /* the partner's link is down: dropped, counted */
+const bit<3> PORT_MODE_TAP = 3;        /* copies: counted, never forwarded */
+const bit<3> PORT_MODE_LEARN = 4;      /* MAC learning: unknown sources punted to the CPU */
+
+/* Direction of traffic by its ingress port (port_mode's parameter): entering on a LAN port it
+   goes to the WAN, entering on a WAN port it comes from it. direction_tag_counter cell =
+   tag_id * 2 + (direction - 1). */
+#define DIRECTION_NONE 0
+#define DIRECTION_TO_WAN 1
+#define DIRECTION_FROM_WAN 2
 
 /* Cells of the buckets: traffic that has no tag cell of its own. One numbering over two
  * counters, because a Tofino counter is addressed once per packet and a packet can be in a
@@ -73,12 +88,9 @@ const bit<32> BUCKET_COUNT = 16;
 #define EXTHDR_MAX_LEN_UNITS 0
 
 /* meta.label_class values */
-const bit<2> LABEL_NONE = 0;          /* not IPv6, or label 0 */
+#define LABEL_NONE 0         /* not IPv6, or label 0 (what a v1model parser leaves) */
 const bit<2> LABEL_UNREGISTERED = 1;
 const bit<2> LABEL_REGISTERED = 2;    /* matches a tag, inside the trust scope */
 const bit<2> LABEL_UNTRUSTED = 3;     /* outside the trust scope */
-
-/* standard_metadata.instance_type of a multicast copy, as BMv2 sets it */
-const bit<32> PKT_INSTANCE_TYPE_REPLICATION = 5;
 
 #endif

@@ -6,7 +6,7 @@
  * The walk handles 8-byte headers (hdr_ext_len 0: 6 bytes of options, what flowd-go writes):
  * state X_at<o> looks at the option starting at byte o of the area (lookahead, nothing is
  * consumed), so each state knows how much room is left; Pad1, PadN, the scitags option (type
- * 0x1E, length 3: its data goes to meta.exthdr_tag) and any other option are stepped over by
+ * 0x1E, length 3: its data goes to meta.X_tag) and any other option are stepped over by
  * their length. At the end of the area the whole area is extracted at once, so the deparser
  * writes the header back as it came. A longer header, or an option that runs past the area,
  * goes to the caller's state `exthdr_unparsed`. */
@@ -79,13 +79,13 @@
         } \
     } \
     state X##_tag0 { \
-        meta.exthdr_tag = EXTHDR_TAG(0); \
-        meta.exthdr_tag_valid = true; \
+        meta.X##_tag = EXTHDR_TAG(0); \
+        meta.X##_tag_valid = true; \
         transition X##_at5; \
     } \
     state X##_tag1 { \
-        meta.exthdr_tag = EXTHDR_TAG(1); \
-        meta.exthdr_tag_valid = true; \
+        meta.X##_tag = EXTHDR_TAG(1); \
+        meta.X##_tag_valid = true; \
         transition X##_done; \
     } \
     state X##_done { \

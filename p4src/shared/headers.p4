@@ -5,12 +5,14 @@
 #include "defines.p4"
 #include "size.p4"
 
-/* Prepended to packets sent to the controller. 3 bytes. */
+/* Prepended to packets sent to the controller. 3 bytes; the padding in front of the 9-bit
+   port makes a 16-bit group with the port in its low bits, where Tofino keeps port numbers
+   (its copies to the CPU carry this header from ingress inside the mirror header). */
 @controller_header("packet_in")
 header packet_in_t {
+    bit<7>    _pad;
     port_id_t ingress_port;
     bit<8>    reason;
-    bit<7>    _pad;
 }
 
 /* Prepended by the controller to packets it sends. 2 bytes. */
@@ -96,26 +98,41 @@ header udp_t {
 const bit<8> MD_KIND_BRIDGED = 0;
 const bit<8> MD_KIND_MIRROR = 1;
 
-/* Ingress -> egress on every forwarded packet: what egress needs to prune floods. */
+/* Ingress -> egress on every forwarded packet: what egress needs to prune floods. 4 bytes, as
+   the mirror header, so that both paths of the egress parser reach its minimum depth alike. */
 header bridged_md_t {
     bit<8>    kind;
-    bit<7>    _pad0;
+    bit<15>   _pad0;
     port_id_t ingress_port;
 }
 
-/* In front of a mirrored copy (ingress deparser, mirror_type 1): to the CPU or the monitor. */
+/* In front of a mirrored copy (ingress deparser, mirror_type 1): to the CPU or the monitor. Its
+   last three bytes are packet_in_t's fields in packet_in_t's order: egress parses them as the
+   packet-in header itself (md_kind_t + packet_in_t), so a CPU copy needs no field copies. */
 header mirror_md_t {
     bit<8>    kind;
-    bit<8>    reason;        /* 0: monitor copy, else the packet-in reason */
-    bit<7>    _pad0;
+    @padding bit<7> _pad;
     port_id_t ingress_port;
+    bit<8>    reason;        /* 0: monitor copy, else the packet-in reason */
+}
+
+header md_kind_t {
+    bit<8>    kind;
+}
+
+/* The first 61 bytes of the frame behind the 4-byte bridged or mirror header: a Tofino 1
+   egress parser must read 65 bytes (every frame in egress has at least 64), and reading them
+   as a header keeps the compiler from adding its own padding loop. Written back unchanged. */
+header frame_head_t {
+    bit<488>  data;
 }
 #endif
 
 struct headers_t {
 #ifdef __TARGET_TOFINO__
     bridged_md_t bridged;
-    mirror_md_t  mirror;
+    md_kind_t    mirror;         /* egress: the kind byte of a mirrored copy (then packet_in) */
+    frame_head_t frame_head;     /* egress */
 #endif
     packet_out_t packet_out;
     packet_in_t  packet_in;
@@ -131,6 +148,11 @@ struct headers_t {
     udp_t        udp;
 }
 
+#ifdef __TARGET_TOFINO__
+/* Egress needs nothing but the header in front of the frame (bridged_md_t or mirror_md_t). */
+struct egress_metadata_t { }
+#endif
+
 /* Field list ids for metadata that must survive a clone (v1model). */
 const bit<8> FL_PUNT = 1;
 
@@ -139,26 +161,39 @@ struct local_metadata_t {
     bit<16>      l4_dst_port;
     bool         l4_valid;
     bit<8>       l4_protocol;        /* TCP or UDP, behind any extension headers */
-    bool         exthdr_tag_valid;   /* a scitags option was found */
-    exthdr_tag_t exthdr_tag;         /* its data: experiment << 8 | activity */
+    bool         hopopts_tag_valid;  /* the parser found a scitags option in Hop-by-Hop */
+    exthdr_tag_t hopopts_tag;        /* its data: experiment << 8 | activity */
+    bool         dstopts_tag_valid;  /* ... in Destination Options */
+    exthdr_tag_t dstopts_tag;
+    bool         exthdr_tag_valid;   /* Classify: the packet's option (Destination Options' first) */
+    exthdr_tag_t exthdr_tag;
     bool         exthdr_unparsed;    /* options the walk could not follow */
     bit<2>       label_class;
-    bool         label_trusted;
+    bool         label_untrusted;    /* the source is outside the trust scope */
     bool         label_hit;          /* an untrusted label that matches a tag */
     tag_id_t     label_tag_id;
     bool         exthdr_hit;
     tag_id_t     exthdr_tag_id;
+    bool         exthdr_mirror;      /* the option's entry asks for a monitor copy */
+    mirror_session_t exthdr_mirror_session;
+    bool         in_bucket;          /* counted in bucket_counter[bucket] */
+    bucket_id_t  bucket;
     bool         mirror;             /* the tag's entry asks for a monitor copy */
     mirror_session_t mirror_session;
     bool         firefly_hit;
     bit<16>      firefly_experiment; /* what the firefly declared (may exceed 511) */
     bit<8>       firefly_activity;
-    bool         tag_valid;          /* the packet's tag, for the firefly cross-check */
-    bit<16>      tag_experiment;
-    bit<8>       tag_activity;
+    bool         tag_valid;          /* the packet's tag, for the firefly cross-check: */
+    bit<16>      tag_experiment;     /* its experiment, then the difference to the firefly's */
+    bit<8>       tag_activity;       /* likewise the activity */
+    bit<3>       port_mode;          /* PORT_MODE_* of the ingress port */
+    bit<2>       direction;          /* DIRECTION_* of the ingress port */
     /* Carried to the egress copy of a firefly punted to the CPU (v1model). */
     @field_list(FL_PUNT) port_id_t punt_ingress_port;
     @field_list(FL_PUNT) bit<8>    punt_reason;
+#ifdef __TARGET_TOFINO__
+    mirror_md_t  mirror_md;          /* what the ingress deparser puts in front of a copy */
+#endif
 }
 
 #endif

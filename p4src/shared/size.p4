@@ -23,5 +23,7 @@
 
 #define L2_TABLE_SIZE 4096
 #define TRUST_TABLE_SIZE 1024
+#define PORT_MODE_TABLE_SIZE 512   /* one entry per port */
+#define LEARNED_SRC_TABLE_SIZE L2_TABLE_SIZE
 
 #endif

@@ -38,19 +38,29 @@ control ScitagsIngress(inout headers_t hdr,
     Forwarding() forwarding;
     Classify() classify;
     Fireflies() fireflies;
-    Mirror() mirror;
+    FireflyCheck() firefly_check;
+    Mirroring() mirroring;
 
     apply {
-        classify.apply(hdr, meta, ig_prsr_md, ig_dprsr_md);  /* first: it drops parser errors */
-        packetio.apply(hdr, meta, ig_tm_md);
-        forwarding.apply(hdr, meta, ig_intr_md, ig_dprsr_md, ig_tm_md);
-        fireflies.apply(hdr, meta);
-        mirror.apply(hdr, meta, ig_intr_md, ig_dprsr_md);
+        /* No exit anywhere: on Tofino an exit would make every later table wait for it. */
+        if (hdr.packet_out.isValid()) {
+            packetio.apply(hdr, meta, ig_tm_md);
+        } else {
+            if (!SCITAGS_PARSER_ERROR) {
+                fireflies.apply(hdr, meta);  /* the lookups: beside Classify */
+            }
+            classify.apply(hdr, meta, ig_prsr_md, ig_dprsr_md);  /* counts (and drops) parser errors */
+            if (!SCITAGS_PARSER_ERROR) {
+                forwarding.apply(hdr, meta, ig_intr_md, ig_dprsr_md, ig_tm_md);
+                firefly_check.apply(hdr, meta);
+                mirroring.apply(hdr, meta, ig_intr_md, ig_dprsr_md);
+            }
+        }
     }
 }
 
 control ScitagsEgress(inout headers_t hdr,
-                      inout local_metadata_t meta,
+                      inout egress_metadata_t meta,
                       in egress_intrinsic_metadata_t eg_intr_md,
                       in egress_intrinsic_metadata_from_parser_t eg_prsr_md,
                       inout egress_intrinsic_metadata_for_deparser_t eg_dprsr_md,

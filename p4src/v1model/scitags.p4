@@ -27,14 +27,24 @@ control ScitagsIngress(inout headers_t hdr,
     Forwarding() forwarding;
     Classify() classify;
     Fireflies() fireflies;
-    Mirror() mirror;
+    FireflyCheck() firefly_check;
+    Mirroring() mirroring;
 
     apply {
-        classify.apply(hdr, meta, standard_metadata);  /* first: it drops parser errors */
-        packetio.apply(hdr, meta, standard_metadata);
-        forwarding.apply(hdr, meta, standard_metadata);
-        fireflies.apply(hdr, meta, standard_metadata);
-        mirror.apply(hdr, meta, standard_metadata);
+        /* No exit anywhere: on Tofino an exit would make every later table wait for it. */
+        if (hdr.packet_out.isValid()) {
+            packetio.apply(hdr, meta, standard_metadata);
+        } else {
+            if (!SCITAGS_PARSER_ERROR) {
+                fireflies.apply(hdr, meta, standard_metadata);  /* the lookups: beside Classify */
+            }
+            classify.apply(hdr, meta, standard_metadata);  /* counts (and drops) parser errors */
+            if (!SCITAGS_PARSER_ERROR) {
+                forwarding.apply(hdr, meta, standard_metadata);
+                firefly_check.apply(hdr, meta, standard_metadata);
+                mirroring.apply(hdr, meta, standard_metadata);
+            }
+        }
     }
 }
 

@@ -344,9 +344,9 @@ def committed(chip: str) -> Path:
 
 
 def committed_files(d: Path, binary: str) -> dict[str, bytes]:
-    return {"bfrt.json": (d / "bfrt.json").read_bytes(),
-            "pipe/context.json": (d / "pipe" / "context.json").read_bytes(),
-            "pipe/binary": (d / "pipe" / binary).read_bytes()}
+    return {"bfrt.json": tp.read_build_file(d / "bfrt.json"),
+            "pipe/context.json": tp.read_build_file(d / "pipe" / "context.json"),
+            "pipe/binary": tp.read_build_file(d / "pipe" / binary)}
 
 
 @pytest.mark.parametrize("chip", ["tofino", "tofino2"])

@@ -87,7 +87,10 @@ def test_p4info_matches_v1model(target):
 
 
 def test_names_the_controller_uses_exist_on_every_target():
-    for target in ["v1model", *OTHER_TARGETS]:
+    built = [t for t in OTHER_TARGETS if (BUILD / t / "scitags.p4info.txtpb").exists()]
+    if not built:
+        pytest.skip("no Tofino P4Info built (make p4 with bf-p4c installed)")
+    for target in ["v1model", *built]:
         info = load(target)
         tables = {t.preamble.name for t in info.tables}
         assert {"ScitagsIngress.l2_forward", "ScitagsIngress.scitag_policy", "ScitagsIngress.exthdr_policy",

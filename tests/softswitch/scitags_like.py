@@ -40,7 +40,7 @@ def _experiment_from_label() -> dict:
 def build() -> Program:
     p = Program()
     p.header("packet_out", [("egress_port", 9), ("_pad", 7)])
-    p.header("packet_in", [("ingress_port", 9), ("reason", 8), ("_pad", 7)])
+    p.header("packet_in", [("_pad", 7), ("ingress_port", 9), ("reason", 8)])  # as scitags.p4
     p.header("ethernet", [("dst_addr", 48), ("src_addr", 48), ("ether_type", 16)])
     p.header("vlan", [("pcp", 3), ("dei", 1), ("vid", 12), ("ether_type", 16)])
     p.header("ipv4", [("version", 4), ("ihl", 4), ("dscp_ecn", 8), ("total_len", 16),

@@ -180,9 +180,9 @@ def test_scitags_program(source, tmp_path):
                  n("count_tag_and_mirror"), [b(43, 2), b(7, 2 if compiled else 4)], 1)
     if compiled:  # the option's tags, and a trust scope that leaves 2001:db8::3 outside
         sc.table_add(n("exthdr_policy"), [("ternary", b(37 << 8 | 5, 3), b(0xFFFFFF, 3))],
-                     n("count_tag"), [b(44, 2)], 10)
+                     n("exthdr_count_tag"), [b(44, 2)], 10)
         sc.table_add(n("exthdr_policy"), [("ternary", b(300 << 8, 3), b(0xFFFF00, 3))],
-                     n("count_tag_and_mirror"), [b(45, 2), b(7, 2)], 1)
+                     n("exthdr_count_tag_and_mirror"), [b(45, 2), b(7, 2)], 1)
         sc.table_add(n("label_trust"), [("lpm", bytes.fromhex("20010db8" + "0" * 24), 64)],
                      n("trust_label"), [])
         sc.table_add(n("label_trust"), [("lpm", bytes.fromhex("20010db8" + "0" * 23 + "3"), 128)],

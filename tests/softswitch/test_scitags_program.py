@@ -122,9 +122,9 @@ def test_firefly_is_punted_with_packet_in_and_forwarded(sw):
     out = sw.e.process(3, f)
     assert sorted(p for p, _ in out) == [2, CPU]
     punt = dict(out)[CPU]
-    # packet_in: ingress_port (9 bits), reason (8), pad (7), then the frame as received
+    # packet_in: pad (7 bits), ingress_port (9), reason (8), then the frame as received
     hdr = int.from_bytes(punt[:3], "big")
-    assert hdr >> 15 == 3 and (hdr >> 7) & 0xFF == 1
+    assert hdr >> 17 == 0 and (hdr >> 8) & 0x1FF == 3 and hdr & 0xFF == 1
     assert punt[3:] == f
     assert dict(out)[2] == f
 

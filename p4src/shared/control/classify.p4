@@ -15,22 +15,26 @@
     @name(".ScitagsIngress.bucket_counter")
     SCITAGS_COUNTER(bucket_counter, BUCKET_COUNT);
 
-    tag_id_t hit_tag_id = 0;
-    bool hit_mirror = false;
-
+    /* The policy tables' actions write the outcome straight into the metadata the rest of the
+       program reads (no per-packet copies: on BMv2 every statement outside a table costs). */
     @name(".ScitagsIngress.count_tag") action count_tag(tag_id_t tag_id) {
-        hit_tag_id = tag_id;
-        hit_mirror = false;
+        meta.label_class = LABEL_REGISTERED;
+        meta.label_tag_id = tag_id;
     }
 
     @name(".ScitagsIngress.count_tag_and_mirror")
     action count_tag_and_mirror(tag_id_t tag_id, mirror_session_t mirror_session) {
-        hit_tag_id = tag_id;
-        hit_mirror = true;
+        meta.label_class = LABEL_REGISTERED;
+        meta.label_tag_id = tag_id;
+        meta.mirror = true;
         meta.mirror_session = mirror_session;
     }
 
-    @name(".ScitagsIngress.unregistered_label") action unregistered_label() { }
+    @name(".ScitagsIngress.unregistered_label") action unregistered_label() {
+        meta.label_class = LABEL_UNREGISTERED;
+        meta.in_bucket = true;
+        meta.bucket = BUCKET_UNREGISTERED;
+    }
 
     /* Per registered experiment/activity one entry on the label pattern (mask 0x3FEFC), per
        experiment one on its bits alone (mask 0x3FE00, lower priority). */
@@ -43,23 +47,35 @@
         size = POLICY_TABLE_SIZE;
     }
 
+    @name(".ScitagsIngress.exthdr_count_tag") action exthdr_count_tag(tag_id_t tag_id) {
+        meta.exthdr_hit = true;
+        meta.exthdr_tag_id = tag_id;
+    }
+
+    @name(".ScitagsIngress.exthdr_count_tag_and_mirror")
+    action exthdr_count_tag_and_mirror(tag_id_t tag_id, mirror_session_t mirror_session) {
+        meta.exthdr_hit = true;
+        meta.exthdr_tag_id = tag_id;
+        meta.exthdr_mirror = true;
+        meta.exthdr_mirror_session = mirror_session;
+    }
+
     /* The same tags on the option's data: experiment << 8 | activity (mask 0xFFFFFF, or
-       0xFFFF00 for the whole experiment). */
+       0xFFFF00 for the whole experiment). Actions of its own, writing fields of their own, so
+       that on Tofino it is looked up in the same stage as the label. */
     @name(".ScitagsIngress.exthdr_policy") table exthdr_policy {
         key = {
             meta.exthdr_tag : ternary @name("exthdr_tag");
         }
-        actions = { count_tag; count_tag_and_mirror; @defaultonly NoAction; }
+        actions = { exthdr_count_tag; exthdr_count_tag_and_mirror; @defaultonly NoAction; }
         const default_action = NoAction();
         size = POLICY_TABLE_SIZE;
     }
 
-    @name(".ScitagsIngress.trust_label") action trust_label() {
-        meta.label_trusted = true;
-    }
+    @name(".ScitagsIngress.trust_label") action trust_label() { }
 
     @name(".ScitagsIngress.distrust_label") action distrust_label() {
-        meta.label_trusted = false;
+        meta.label_untrusted = true;
     }
 
     /* Where flow labels are tags: by default everywhere; with a trust scope the controller sets
@@ -74,72 +90,78 @@
     }
 
     apply {
-        /* One call site per counter (a Tofino counter is addressed once per packet; v1model
-           is written the same way so that both targets read alike). */
-        meta.label_class = LABEL_NONE;
-        bool in_bucket = true;
-        bucket_id_t bucket = BUCKET_UNMARKED;
-        bool parser_error = SCITAGS_PARSER_ERROR;
-        if (parser_error) {
+        /* The common case (a trusted label, no option) takes the fewest steps; the rest is
+           fixed up after the lookups, which do not depend on each other (on Tofino: one
+           stage). One call site per counter, at the end (a Tofino counter is addressed once
+           per packet; v1model reads the same). The top file applies this to every packet but
+           packet-outs. */
+        if (SCITAGS_PARSER_ERROR) {
             /* Truncated or malformed headers: counted, never forwarded half-understood. */
-            bucket = BUCKET_PARSER_ERROR;
+            meta.in_bucket = true;
+            meta.bucket = BUCKET_PARSER_ERROR;
             SCITAGS_DROP;
-        } else if (hdr.packet_out.isValid() || !hdr.ipv6.isValid()) {
-            in_bucket = false;
-        } else if (meta.exthdr_unparsed) {
-            bucket = BUCKET_EXTHDR_UNPARSED;
-        } else {
-            /* The label first: with an option it only tells whether the two disagree. */
-            if (hdr.ipv6.flow_label != 0) {
-                /* Outside the trust scope a label is no tag, registered or not (bucket 6; what it
-                   would have been in untrusted_tag_counter): the unregistered bucket then holds
-                   only trusted labels, the base of the controller's background estimate. */
-                label_trust.apply();
-                bool hit = scitag_policy.apply().hit;
-                meta.label_tag_id = hit_tag_id;
-                if (!meta.label_trusted) {
-                    meta.label_class = LABEL_UNTRUSTED;
-                    meta.label_hit = hit;
-                } else if (hit) {
-                    meta.label_class = LABEL_REGISTERED;
-                    meta.mirror = hit_mirror;
-                } else {
-                    meta.label_class = LABEL_UNREGISTERED;
+        } else if (hdr.ipv6.isValid()) {
+            if (meta.exthdr_unparsed) {
+                meta.in_bucket = true;
+                meta.bucket = BUCKET_EXTHDR_UNPARSED;
+            } else {
+                if (meta.hopopts_tag_valid || meta.dstopts_tag_valid) {
+                    /* The option is the tag; the label, looked up beside it, only tells
+                       whether the two disagree. With both headers tagged the later counts. */
+                    meta.exthdr_tag_valid = true;
+                    if (meta.dstopts_tag_valid) {
+                        meta.exthdr_tag = meta.dstopts_tag;
+                    } else {
+                        meta.exthdr_tag = meta.hopopts_tag;
+                    }
+                    exthdr_policy.apply();
+                }
+                if (hdr.ipv6.flow_label != 0) {
+                    label_trust.apply();
+                    scitag_policy.apply();
+                    if (meta.label_untrusted) {
+                        /* Outside the trust scope a label is no tag, registered or not (what it
+                           would have been goes to untrusted_tag_counter): the unregistered
+                           bucket holds only trusted labels, the base of the controller's
+                           background estimate. */
+                        if (meta.label_class == LABEL_REGISTERED) {
+                            meta.label_hit = true;
+                        }
+                        meta.label_class = LABEL_UNTRUSTED;
+                        meta.mirror = false;
+                        meta.in_bucket = true;
+                        meta.bucket = BUCKET_UNTRUSTED_LABEL;
+                    }
+                } else if (!meta.exthdr_tag_valid) {
+                    meta.in_bucket = true;
+                    meta.bucket = BUCKET_UNMARKED;
+                }
+                if (meta.exthdr_tag_valid) {
+                    /* the option decides the copy; its bucket replaces the label's */
+                    meta.mirror = meta.exthdr_mirror;
+                    meta.mirror_session = meta.exthdr_mirror_session;
+                    meta.in_bucket = true;
+                    meta.bucket = BUCKET_EXTHDR_UNREGISTERED;
+                    if (meta.exthdr_hit) {
+                        /* (comparisons as conditions, not values: Tofino's actions have none) */
+                        meta.in_bucket = false;
+                        if (meta.label_class == LABEL_REGISTERED
+                                && meta.label_tag_id != meta.exthdr_tag_id) {
+                            meta.in_bucket = true;
+                            meta.bucket = BUCKET_EXTHDR_MISMATCH;
+                        }
+                    }
                 }
             }
-            if (meta.exthdr_tag_valid) {
-                hit_mirror = false;
-                if (exthdr_policy.apply().hit) {
-                    meta.exthdr_hit = true;
-                    meta.exthdr_tag_id = hit_tag_id;
-                    meta.mirror = hit_mirror;
-                    in_bucket = meta.label_class == LABEL_REGISTERED && meta.label_tag_id != hit_tag_id;
-                    bucket = BUCKET_EXTHDR_MISMATCH;
-                } else {
-                    meta.mirror = false;
-                    bucket = BUCKET_EXTHDR_UNREGISTERED;
-                }
-            } else if (meta.label_class == LABEL_REGISTERED) {
-                in_bucket = false;
-            } else if (meta.label_class == LABEL_UNTRUSTED) {
-                bucket = BUCKET_UNTRUSTED_LABEL;
-            } else if (meta.label_class == LABEL_UNREGISTERED) {
-                bucket = BUCKET_UNREGISTERED;
-            }
         }
-        if (in_bucket) {
-            bucket_counter.count((bit<32>)bucket);
-        }
-        if (meta.exthdr_tag_valid) {
-            if (meta.exthdr_hit) {
-                exthdr_tag_counter.count((bit<32>)meta.exthdr_tag_id);
-            }
-        } else if (meta.label_class == LABEL_REGISTERED) {
+        if (meta.label_class == LABEL_REGISTERED && !meta.exthdr_tag_valid) {
             tag_counter.count((bit<32>)meta.label_tag_id);
+        } else if (meta.exthdr_hit) {
+            exthdr_tag_counter.count((bit<32>)meta.exthdr_tag_id);
         } else if (meta.label_class == LABEL_UNTRUSTED && meta.label_hit) {
             untrusted_tag_counter.count((bit<32>)meta.label_tag_id);
         }
-        if (parser_error) {
-            exit;
+        if (meta.in_bucket) {
+            bucket_counter.count((bit<32>)meta.bucket);
         }
     }

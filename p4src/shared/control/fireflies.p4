@@ -1,17 +1,30 @@
 /* Firefly-declared flows, the body of control Fireflies on every target: the 5-tuple entries
- * the controller writes from fireflies, counted per entry, and cross-checked against the
- * packet's own tag. Included by <target>/include/control/fireflies.p4. */
+ * the controller writes from fireflies, counted per entry. Applied before Classify (on
+ * Tofino the lookups then share stages with it); FireflyCheck (firefly_check.p4) compares
+ * a hit with the packet's tag afterwards. Included by <target>/include/control/fireflies.p4. */
     @name(".ScitagsIngress.firefly_v4_counter")
     SCITAGS_DIRECT_COUNTER(firefly_v4_counter);
     @name(".ScitagsIngress.firefly_v6_counter")
     SCITAGS_DIRECT_COUNTER(firefly_v6_counter);
-    @name(".ScitagsIngress.firefly_bucket_counter")
-    SCITAGS_COUNTER(firefly_bucket_counter, BUCKET_COUNT);
-    /* Per tag, the label bytes a firefly confirms: a firefly flow's packet whose trusted label
-       names the experiment and activity the firefly declared. The rest of tag_counter is
-       claimed by the label alone. */
-    @name(".ScitagsIngress.confirmed_tag_counter")
-    SCITAGS_COUNTER(confirmed_tag_counter, TAG_COUNTER_SIZE);
+    @name(".ScitagsIngress.set_label_experiment") action set_label_experiment(bit<16> experiment) {
+        meta.tag_experiment = experiment;
+    }
+
+    /* The experiment of a label: its bits 17..9 reversed, by a constant table rather than bit by
+       bit (a Tofino action moves a field once, not nine single bits into one). Only packets of
+       firefly flows with a registered label look it up. */
+    @name(".ScitagsIngress.label_experiment") table label_experiment {
+        key = {
+            hdr.ipv6.flow_label[17:9] : exact @name("experiment_bits");
+        }
+        actions = { set_label_experiment; }
+        const entries = {
+#include "../label_experiment_entries.p4"
+        }
+#ifdef __TARGET_TOFINO__
+        size = 512;  /* bf-p4c wants it; p4c-bm2-ss warns when a constant table has it */
+#endif
+    }
 
     @name(".ScitagsIngress.firefly_flow_v4") action firefly_flow_v4(bit<16> experiment, bit<8> activity) {
         firefly_v4_counter.count();
@@ -60,41 +73,14 @@
     }
 
     apply {
-        if (!meta.l4_valid) {
-            return;
-        }
-        if (hdr.ipv6.isValid()) {
-            firefly_v6.apply();
-        } else if (hdr.ipv4.isValid()) {
-            firefly_v4.apply();
-        }
-        if (!meta.firefly_hit) {
-            return;
-        }
-        /* The packet's tag: its option, else a trusted registered label (decoded only here:
-           the experiment bits are reversed, id bit 0 at label bit 17). */
-        bool tagged = false;
-        bit<16> experiment = 0;
-        bit<8> activity = 0;
-        if (meta.exthdr_hit) {
-            tagged = true;
-            experiment = meta.exthdr_tag[23:8];
-            activity = meta.exthdr_tag[7:0];
-        } else if (meta.label_class == LABEL_REGISTERED) {
-            tagged = true;
-            bit<20> l = hdr.ipv6.flow_label;
-            experiment = (bit<16>)(l[9:9] ++ l[10:10] ++ l[11:11] ++ l[12:12] ++ l[13:13]
-                                   ++ l[14:14] ++ l[15:15] ++ l[16:16] ++ l[17:17]);
-            activity = (bit<8>)l[7:2];
-        }
-        bucket_id_t bucket = BUCKET_MISMATCH;
-        if (!tagged) {
-            bucket = BUCKET_FIREFLY_ONLY;
-        } else if (experiment == meta.firefly_experiment && activity == meta.firefly_activity) {
-            bucket = BUCKET_CONSISTENT;
-        }
-        firefly_bucket_counter.count((bit<32>)bucket);
-        if (bucket == BUCKET_CONSISTENT && !meta.exthdr_hit) {
-            confirmed_tag_counter.count((bit<32>)meta.label_tag_id);
+        /* No return: on Tofino a return becomes a flag every later table waits for. */
+        if (meta.l4_valid) {
+            if (hdr.ipv6.isValid()) {
+                if (firefly_v6.apply().hit) {
+                    label_experiment.apply();  /* for FireflyCheck, if the label is a tag */
+                }
+            } else {
+                firefly_v4.apply();  /* ports are found only behind IPv4 or IPv6 */
+            }
         }
     }

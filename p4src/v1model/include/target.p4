@@ -8,4 +8,7 @@
 #define SCITAGS_PARSER_ERROR (standard_metadata.parser_error != error.NoError)
 #define SCITAGS_DROP mark_to_drop(standard_metadata)
 
+/* standard_metadata.instance_type of a multicast copy, as BMv2 sets it */
+const bit<32> PKT_INSTANCE_TYPE_REPLICATION = 5;
+
 #endif

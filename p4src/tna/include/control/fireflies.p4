@@ -6,4 +6,9 @@ control Fireflies(inout headers_t hdr, inout local_metadata_t meta) {
 #include "../../../shared/control/fireflies.p4"
 }
 
+/* The cross-check of a hit with the packet's tag: shared/control/firefly_check.p4. */
+control FireflyCheck(inout headers_t hdr, inout local_metadata_t meta) {
+#include "../../../shared/control/firefly_check.p4"
+}
+
 #endif

@@ -1,5 +1,14 @@
-/* L2 forwarding (TNA): unicast by destination MAC, else flood through the PRE; never back out
- * of the ingress port (unicast hairpins dropped here, flood copies pruned in egress). */
+/* Forwarding (TNA), by the placement mode of the ingress port (port_mode; no entry: static):
+ *  - static: unicast by destination MAC (l2_forward), else flood; never back out of the ingress
+ *    port (unicast hairpins dropped here, flood copies pruned in egress);
+ *  - learn: the same, and a source MAC not yet learned on this port (learned_src miss) is copied
+ *    to the CPU (packet-in reason 2) unless the packet already gets a copy (a firefly or a
+ *    monitor copy: Mirroring, applied later, overrides this mirror);
+ *  - wire: out of the partner port, untouched, whatever the addresses; wire_down (the partner's
+ *    link is down) drops and counts in wire_down_counter[ingress port], never floods;
+ *  - tap: copies from a tap or mirror port: counted (Classify, Fireflies), fireflies punted and
+ *    monitor copies made (Mirroring), the packet itself dropped.
+ * A labelled port (direction) counts the packet's tag in direction_tag_counter too. */
 #ifndef SCITAGS_TNA_FORWARDING_P4
 #define SCITAGS_TNA_FORWARDING_P4
 
@@ -7,6 +16,11 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta,
                    in ingress_intrinsic_metadata_t ig_intr_md,
                    inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
                    inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
+    @name(".ScitagsIngress.direction_tag_counter")
+    SCITAGS_COUNTER(direction_tag_counter, 2 * TAG_COUNTER_SIZE);
+    @name(".ScitagsIngress.wire_down_counter")
+    SCITAGS_COUNTER(wire_down_counter, PORT_MODE_TABLE_SIZE);
+
     @name(".ScitagsIngress.drop") action drop() {
         ig_dprsr_md.drop_ctl = 1;
     }
@@ -28,21 +42,113 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta,
         size = L2_TABLE_SIZE;
     }
 
+    @name(".ScitagsIngress.static_port") action static_port(bit<2> direction) {
+        meta.port_mode = PORT_MODE_STATIC;
+        meta.direction = direction;
+    }
+
+    @name(".ScitagsIngress.learn_port") action learn_port(bit<2> direction) {
+        meta.port_mode = PORT_MODE_LEARN;
+        meta.direction = direction;
+    }
+
+    @name(".ScitagsIngress.wire_to") action wire_to(port_id_t port, bit<2> direction) {
+        meta.port_mode = PORT_MODE_WIRE;
+        meta.direction = direction;
+        ig_tm_md.ucast_egress_port = port;
+    }
+
+    @name(".ScitagsIngress.wire_down") action wire_down(bit<2> direction) {
+        meta.port_mode = PORT_MODE_WIRE_DOWN;
+        meta.direction = direction;
+    }
+
+    @name(".ScitagsIngress.tap_port") action tap_port(bit<2> direction) {
+        meta.port_mode = PORT_MODE_TAP;
+        meta.direction = direction;
+    }
+
+    /* One entry per port of a switch not in static mode, or labelled with a direction. */
+    @name(".ScitagsIngress.port_mode") table port_mode {
+        key = {
+            ig_intr_md.ingress_port : exact @name("ingress_port");
+        }
+        actions = { static_port; learn_port; wire_to; wire_down; tap_port; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = PORT_MODE_TABLE_SIZE;
+    }
+
+    bool learn_miss = false;
+
+    @name(".ScitagsIngress.source_known") action source_known() { }
+
+    @name(".ScitagsIngress.learn_source") action learn_source() {
+        learn_miss = true;
+    }
+
+    /* Learned (source MAC, port) pairs, aged by idle timeout; a miss is punted. */
+    @name(".ScitagsIngress.learned_src") table learned_src {
+        key = {
+            hdr.ethernet.src_addr : exact @name("src_mac");
+            ig_intr_md.ingress_port : exact @name("ingress_port");
+        }
+        actions = { source_known; @defaultonly learn_source; }
+        const default_action = learn_source();
+        size = LEARNED_SRC_TABLE_SIZE;
+        SCITAGS_IDLE_TIMEOUT;
+    }
+
     apply {
-        if (hdr.ethernet.isValid()) {
+        port_mode.apply();  /* no entry: PORT_MODE_STATIC, DIRECTION_NONE (0, as the parser left them) */
+        if (meta.direction != DIRECTION_NONE) {
+            /* the packet's tag as Classify counted it: the option's, else a trusted label's */
+            bool tagged = false;
+            tag_id_t tag = 0;
+            if (meta.exthdr_tag_valid) {
+                tagged = meta.exthdr_hit;
+                tag = meta.exthdr_tag_id;
+            } else if (meta.label_class == LABEL_REGISTERED) {
+                tagged = true;
+                tag = meta.label_tag_id;
+            }
+            if (tagged) {
+                /* cell = tag * 2 + 0 (to the WAN, direction 1) or 1 (from the WAN, direction 2):
+                   the tag and the direction's high bit side by side (a Tofino counter index is a
+                   field, not an expression) */
+                bit<17> cell = tag ++ meta.direction[1:1];
+                direction_tag_counter.count((bit<32>)cell);
+            }
+        }
+        if (meta.port_mode == PORT_MODE_WIRE) {
+            /* egress port set by wire_to */
+        } else if (meta.port_mode == PORT_MODE_WIRE_DOWN) {
+            wire_down_counter.count((bit<32>)ig_intr_md.ingress_port);
+            drop();
+        } else if (meta.port_mode == PORT_MODE_TAP) {
+            drop();
+        } else if (hdr.ethernet.isValid()) {
             l2_forward.apply();
             if (ig_tm_md.mcast_grp_a == 0 && ig_tm_md.ucast_egress_port == ig_intr_md.ingress_port) {
                 drop();
             }
-            hdr.bridged.setValid();
-            hdr.bridged.kind = MD_KIND_BRIDGED;
-            hdr.bridged._pad0 = 0;
-            hdr.bridged.ingress_port = ig_intr_md.ingress_port;
+            if (meta.port_mode == PORT_MODE_LEARN && hdr.ethernet.src_addr[40:40] == 0) {
+                learned_src.apply();
+                if (learn_miss && !meta.mirror) {
+                    meta.mirror_md.reason = PUNT_REASON_LEARN;
+                    meta.mirror_session = (mirror_session_t)CPU_CLONE_SESSION_ID;
+                    ig_dprsr_md.mirror_type = MIRROR_TYPE_I2E;
+                }
+            }
         }
+        /* every packet forwarded in the pipeline carries the ingress port to egress */
+        hdr.bridged.setValid();
+        hdr.bridged.kind = MD_KIND_BRIDGED;
+        hdr.bridged._pad0 = 0;
+        hdr.bridged.ingress_port = ig_intr_md.ingress_port;
     }
 }
 
-control EgressForwarding(inout headers_t hdr, inout local_metadata_t meta,
+control EgressForwarding(inout headers_t hdr, inout egress_metadata_t meta,
                          in egress_intrinsic_metadata_t eg_intr_md,
                          inout egress_intrinsic_metadata_for_deparser_t eg_dprsr_md) {
     apply {

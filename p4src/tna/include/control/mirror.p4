@@ -4,18 +4,15 @@
 #ifndef SCITAGS_TNA_MIRROR_P4
 #define SCITAGS_TNA_MIRROR_P4
 
-control Mirror(inout headers_t hdr, inout local_metadata_t meta,
+control Mirroring(inout headers_t hdr, inout local_metadata_t meta,
                in ingress_intrinsic_metadata_t ig_intr_md,
                inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md) {
     apply {
         if (hdr.udp.isValid() && hdr.udp.dst_port == FIREFLY_UDP_PORT) {
-            meta.punt_ingress_port = ig_intr_md.ingress_port;
-            meta.punt_reason = PUNT_REASON_FIREFLY;
+            meta.mirror_md.reason = PUNT_REASON_FIREFLY;
             meta.mirror_session = (mirror_session_t)CPU_CLONE_SESSION_ID;
             ig_dprsr_md.mirror_type = MIRROR_TYPE_I2E;
         } else if (meta.mirror) {
-            meta.punt_ingress_port = ig_intr_md.ingress_port;
-            meta.punt_reason = 0;
             ig_dprsr_md.mirror_type = MIRROR_TYPE_I2E;
         }
     }

@@ -7,23 +7,17 @@
 control PacketIoIngress(inout headers_t hdr, inout local_metadata_t meta,
                         inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
     apply {
-        if (hdr.packet_out.isValid()) {
-            ig_tm_md.ucast_egress_port = hdr.packet_out.egress_port;
-            ig_tm_md.bypass_egress = 1;
-            hdr.packet_out.setInvalid();
-            exit;
-        }
+        /* applied to packet-outs only (the top file) */
+        ig_tm_md.ucast_egress_port = hdr.packet_out.egress_port;
+        ig_tm_md.bypass_egress = 1;  /* the deparser does not emit packet_out */
     }
 }
 
-control PacketIoEgress(inout headers_t hdr, inout local_metadata_t meta) {
+control PacketIoEgress(inout headers_t hdr, inout egress_metadata_t meta) {
     apply {
         if (hdr.mirror.isValid()) {
-            if (hdr.mirror.reason != 0) {
-                hdr.packet_in.setValid();
-                hdr.packet_in.ingress_port = hdr.mirror.ingress_port;
-                hdr.packet_in.reason = hdr.mirror.reason;
-                hdr.packet_in._pad = 0;
+            if (hdr.packet_in.reason == 0) {
+                hdr.packet_in.setInvalid();  /* a monitor copy: the frame as it came */
             }
             hdr.mirror.setInvalid();
         }

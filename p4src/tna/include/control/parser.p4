@@ -13,19 +13,28 @@ parser ScitagsIngressParser(packet_in pkt,
     state start {
         pkt.extract(ig_intr_md);
         pkt.advance(PORT_METADATA_SIZE);
+        /* Tofino leaves metadata as the PHV had it: every field is set here. */
         meta.l4_src_port = 0;
         meta.l4_dst_port = 0;
         meta.l4_valid = false;
         meta.l4_protocol = 0;
+        meta.hopopts_tag_valid = false;
+        meta.hopopts_tag = 0;
+        meta.dstopts_tag_valid = false;
+        meta.dstopts_tag = 0;
         meta.exthdr_tag_valid = false;
         meta.exthdr_tag = 0;
         meta.exthdr_unparsed = false;
         meta.label_class = LABEL_NONE;
-        meta.label_trusted = false;
+        meta.label_untrusted = false;
         meta.label_hit = false;
         meta.label_tag_id = 0;
         meta.exthdr_hit = false;
         meta.exthdr_tag_id = 0;
+        meta.exthdr_mirror = false;
+        meta.exthdr_mirror_session = 0;
+        meta.in_bucket = false;
+        meta.bucket = 0;
         meta.mirror = false;
         meta.mirror_session = 0;
         meta.firefly_hit = false;
@@ -34,10 +43,18 @@ parser ScitagsIngressParser(packet_in pkt,
         meta.tag_valid = false;
         meta.tag_experiment = 0;
         meta.tag_activity = 0;
+        meta.port_mode = 0;
+        meta.direction = 0;
         meta.punt_ingress_port = 0;
         meta.punt_reason = 0;
+        /* The mirror header, complete but for the reason (set where a copy is made): the
+           ingress port is written here, not in the actions that punt (one source each). */
+        meta.mirror_md.setValid();
+        meta.mirror_md.kind = MD_KIND_MIRROR;
+        meta.mirror_md.ingress_port = ig_intr_md.ingress_port;
+        meta.mirror_md.reason = 0;
         transition select(ig_intr_md.ingress_port) {
-            CPU_PORT: parse_packet_out;
+            CPU_PORT_ID: parse_packet_out;
             default: parse_ethernet;
         }
     }
@@ -139,8 +156,7 @@ control ScitagsIngressDeparser(packet_out pkt,
 
     apply {
         if (ig_dprsr_md.mirror_type == MIRROR_TYPE_I2E) {
-            mirror.emit<mirror_md_t>((MirrorId_t)meta.mirror_session,
-                                     {MD_KIND_MIRROR, meta.punt_reason, 0, meta.punt_ingress_port});
+            mirror.emit<mirror_md_t>((MirrorId_t)meta.mirror_session, meta.mirror_md);
         }
         pkt.emit(hdr.bridged);
         pkt.emit(hdr.ethernet);
@@ -158,7 +174,7 @@ control ScitagsIngressDeparser(packet_out pkt,
 
 parser ScitagsEgressParser(packet_in pkt,
                            out headers_t hdr,
-                           out local_metadata_t meta,
+                           out egress_metadata_t meta,
                            out egress_intrinsic_metadata_t eg_intr_md) {
     state start {
         pkt.extract(eg_intr_md);
@@ -170,21 +186,28 @@ parser ScitagsEgressParser(packet_in pkt,
 
     state parse_bridged {
         pkt.extract(hdr.bridged);
-        transition accept;
+        transition parse_frame_head;
     }
 
     state parse_mirror {
         pkt.extract(hdr.mirror);
+        pkt.extract(hdr.packet_in);  /* reason 0 (a monitor copy): dropped again in egress */
+        transition parse_frame_head;
+    }
+
+    state parse_frame_head {
+        pkt.extract(hdr.frame_head);
         transition accept;
     }
 }
 
 control ScitagsEgressDeparser(packet_out pkt,
                               inout headers_t hdr,
-                              in local_metadata_t meta,
+                              in egress_metadata_t meta,
                               in egress_intrinsic_metadata_for_deparser_t eg_dprsr_md) {
     apply {
         pkt.emit(hdr.packet_in);
+        pkt.emit(hdr.frame_head);
     }
 }
 

@@ -4,7 +4,7 @@
 #ifndef SCITAGS_V1MODEL_MIRROR_P4
 #define SCITAGS_V1MODEL_MIRROR_P4
 
-control Mirror(inout headers_t hdr, inout local_metadata_t meta,
+control Mirroring(inout headers_t hdr, inout local_metadata_t meta,
                inout standard_metadata_t standard_metadata) {
     apply {
         if (hdr.udp.isValid() && hdr.udp.dst_port == FIREFLY_UDP_PORT) {
