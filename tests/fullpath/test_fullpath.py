@@ -140,8 +140,14 @@ def test_firefly_ipv4_flow_counted_and_removed_after_end(fp: FullPath):
     while live() is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert live() is None
-    recent = [f for f in fp.ctl.flows()["recent"] if f.get("src_port") == 40102 or ":40102" in f.get("flow", "")]
-    assert recent, "ended flow not in the recent list"
+
+    def recent() -> list[dict]:  # ended flows reach the store on its next save
+        return [f for f in fp.ctl.flows()["recent"] if f.get("src_port") == 40102 or ":40102" in f.get("flow", "")]
+
+    deadline = time.monotonic() + 15
+    while not recent() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert recent(), "ended flow not in the recent list"
 
 
 def _capture(host: Any, intf: str, pcap: Path, filt: str) -> Any:

@@ -37,7 +37,7 @@ def test_written_entities_read_back_equal(server):
         codec.table_entry("scitag_policy", {"flow_label": Ternary(encode_label(3, 0, 0), 0x3FE00)},
                           "count_tag", {"tag_id": 8}, 10),
         codec.table_entry("exthdr_policy", {"exthdr_tag": Ternary(3 << 8 | 2, 0xFFFFFF)},
-                          "count_tag", {"tag_id": 7}, 20),
+                          "exthdr_count_tag", {"tag_id": 7}, 20),
         codec.table_entry("label_trust", {"src_addr": Lpm(int(ipaddress.IPv6Address("2001:db8::")), 32)},
                           "trust_label", {}),
         codec.table_entry("firefly_v4", {"src_addr": 0x0A000001, "dst_addr": 0x0A000002,
