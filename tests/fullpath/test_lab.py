@@ -109,10 +109,15 @@ def test_failed_start_leaves_nothing(topo_copy):
 
 
 def _lab_process(topo: Path, prefix: str) -> subprocess.Popen:
+    # stderr to a file: a pipe nobody drains would block the lab once its log fills it
+    log = open(topo.parent / f"{prefix}-lab.log", "w+")
     proc = subprocess.Popen([sys.executable, str(HERE / "lab_proc.py"), str(topo), "soft", prefix],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
-    assert line.strip() == "ready", proc.stderr.read() if proc.poll() is not None else line
+    if line.strip() != "ready":
+        proc.wait(10)
+        log.seek(0)
+        raise AssertionError(log.read() or line)
     return proc
 
 
