@@ -294,23 +294,24 @@ class Controller:
                 self.poll_switch(s)
 
     def poll_switch(self, s: SwitchSession) -> CounterSnapshot | None:
-        epoch, started = s.tag_epoch, time.monotonic()
-        try:
-            snap = s.driver.read_counters()
-        except SwitchUnreachable as exc:
-            s.lost()
-            log.warning("%s", exc)
-            return None
-        except DriverError as exc:
-            log.warning("switch %s: counter read failed: %s", s.name, exc)
-            return None
-        # Lock order everywhere: switch lock, then flows, then counts.
-        with self.flow_service.lock:
-            tag_keys = self.tagbook.total_keys(s.name) if epoch == s.tag_epoch else None
-            deltas = self.accounting.apply_snapshot(
-                snap, tag_keys, self.tagbook.identity, self.flow_service.counted(s.name, started),
-                s.last_poll)
-            s.last_poll = snap.taken_at
+        with s.poll_lock:
+            epoch, started = s.tag_epoch, time.monotonic()
+            try:
+                snap = s.driver.read_counters()
+            except SwitchUnreachable as exc:
+                s.lost()
+                log.warning("%s", exc)
+                return None
+            except DriverError as exc:
+                log.warning("switch %s: counter read failed: %s", s.name, exc)
+                return None
+            # Lock order everywhere: poll lock, switch lock, then flows, then counts.
+            with self.flow_service.lock:
+                tag_keys = self.tagbook.total_keys(s.name) if epoch == s.tag_epoch else None
+                deltas = self.accounting.apply_snapshot(
+                    snap, tag_keys, self.tagbook.identity, self.flow_service.counted(s.name, started),
+                    s.last_poll)
+                s.last_poll = snap.taken_at
         if self.hooks.poll_listeners:
             self.hooks.poll(deltas)
         return snap

@@ -35,6 +35,10 @@ class SwitchSession:
         # one reconcile pass at a time; held across a periodic pass's read-back, which runs
         # without `lock` so flow installs go on (lock order: pass_lock, then lock)
         self.pass_lock = threading.Lock()
+        # one counter poll at a time, from its read to its fold: two polls applied out of
+        # order would look like a counter going backwards and count a reading twice
+        # (lock order: poll_lock, then flows, then counts)
+        self.poll_lock = threading.Lock()
         self.wake = threading.Event()
         self.status = "connecting"  # connecting | syncing | ready | backup | unreachable | error
         self.error: str | None = None

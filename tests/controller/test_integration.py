@@ -72,6 +72,39 @@ def test_empty_switch_to_counted_traffic(one_switch):
     assert err.value.code == 400
 
 
+def test_concurrent_polls_fold_each_reading_once(one_switch):
+    """A poll whose read finished before another poll's read is folded before it: applied
+    after, its older reading would look like a restarted switch and count 3 frames again."""
+    import threading
+    sw, start = one_switch
+    rt = start(poll_interval_s=3600)  # only this test's polls
+    s1 = rt.controller.switches["s1"]
+    tagged = v6(flowlabel.encode_label(CMS, PERFSONAR))
+    send_all(sw, 1, [tagged] * 3)
+    real_read, second_reading = s1.driver.read_counters, threading.Event()
+    calls = []
+
+    def read_counters():
+        snap = real_read()
+        calls.append(snap)
+        if len(calls) == 1:  # first poll: more traffic after its read, then let another poll in
+            send_all(sw, 1, [tagged] * 5)
+            second_reading.wait(timeout=2)  # never set while polls are serialized
+        else:
+            second_reading.set()
+        return snap
+
+    s1.driver.read_counters = read_counters
+    first = threading.Thread(target=rt.controller.poll_switch, args=(s1,))
+    first.start()
+    wait_until(lambda: calls, what="first poll's read")
+    rt.controller.poll_switch(s1)
+    first.join(timeout=10)
+    s1.driver.read_counters = real_read
+    r = row(counters(rt), source="flowlabel", experiment="cms", activity="perfSONAR")
+    assert (r["packets"], r["bytes"]) == (8, 8 * len(tagged))
+
+
 def test_mirror_copies_to_monitor_port(one_switch):
     sw, start = one_switch
     start(mirror=["cms/perfSONAR"])
