@@ -90,7 +90,12 @@ const bit<32> BUCKET_COUNT = 16;
 /* meta.label_class values */
 #define LABEL_NONE 0         /* not IPv6, or label 0 (what a v1model parser leaves) */
 const bit<2> LABEL_UNREGISTERED = 1;
-const bit<2> LABEL_REGISTERED = 2;    /* matches a tag, inside the trust scope */
-const bit<2> LABEL_UNTRUSTED = 3;     /* outside the trust scope */
+const bit<2> LABEL_REGISTERED = 2;    /* matches a tag (label_untrusted says whether it is trusted) */
+
+/* meta.counted values: the tag cell Classify counted the packet in */
+#define COUNTED_NONE 0       /* none (what a v1model parser leaves) */
+const bit<2> COUNTED_LABEL = 1;      /* tag_counter: a trusted registered label, no option */
+const bit<2> COUNTED_OPTION = 2;     /* exthdr_tag_counter: a registered scitags option */
+const bit<2> COUNTED_UNTRUSTED = 3;  /* untrusted_tag_counter: a registered label from outside the trust scope */
 
 #endif

@@ -165,29 +165,32 @@ struct local_metadata_t {
     exthdr_tag_t hopopts_tag;        /* its data: experiment << 8 | activity */
     bool         dstopts_tag_valid;  /* ... in Destination Options */
     exthdr_tag_t dstopts_tag;
-    bool         exthdr_tag_valid;   /* Classify: the packet's option (Destination Options' first) */
-    exthdr_tag_t exthdr_tag;
+    exthdr_tag_t exthdr_tag;         /* Classify: the packet's option (Destination Options' first) */
     bool         exthdr_unparsed;    /* options the walk could not follow */
     bit<2>       label_class;
     bool         label_untrusted;    /* the source is outside the trust scope */
-    bool         label_hit;          /* an untrusted label that matches a tag */
     tag_id_t     label_tag_id;
     bool         exthdr_hit;
     tag_id_t     exthdr_tag_id;
+    tag_id_t     tag_id_diff;        /* exthdr_tag_id ^ label_tag_id, on an option's hit */
     bool         exthdr_mirror;      /* the option's entry asks for a monitor copy */
     mirror_session_t exthdr_mirror_session;
     bool         in_bucket;          /* counted in bucket_counter[bucket] */
     bucket_id_t  bucket;
+    bit<2>       counted;            /* COUNTED_*: the tag cell Classify counted, if any */
+    tag_id_t     counted_tag;        /* ... and its number */
     bool         mirror;             /* the tag's entry asks for a monitor copy */
     mirror_session_t mirror_session;
     bool         firefly_hit;
     bit<16>      firefly_experiment; /* what the firefly declared (may exceed 511) */
     bit<8>       firefly_activity;
-    bool         tag_valid;          /* the packet's tag, for the firefly cross-check: */
-    bit<16>      tag_experiment;     /* its experiment, then the difference to the firefly's */
-    bit<8>       tag_activity;       /* likewise the activity */
+    bit<16>      tag_experiment;     /* the label's experiment, then the packet's tag's difference to the firefly's */
+    bit<8>       tag_activity;       /* the difference of the activities */
+    bucket_id_t  firefly_bucket;     /* FireflyCheck's outcome: consistent, mismatch, firefly only */
+    bool         firefly_confirmed;  /* ... a trusted label confirms the firefly */
     bit<3>       port_mode;          /* PORT_MODE_* of the ingress port */
     bit<2>       direction;          /* DIRECTION_* of the ingress port */
+    bool         learn_miss;         /* learn mode: a source MAC not learned on this port */
     /* Carried to the egress copy of a firefly punted to the CPU (v1model). */
     @field_list(FL_PUNT) port_id_t punt_ingress_port;
     @field_list(FL_PUNT) bit<8>    punt_reason;

@@ -10,8 +10,9 @@
 #define POLICY_TABLE_SIZE 4096
 #define TAG_COUNTER_SIZE 4096
 #elif defined(__TARGET_TOFINO__)
-#define FIREFLY_V4_TABLE_SIZE 262144
-#define FIREFLY_V6_TABLE_SIZE 131072
+/* Tofino 1: what its 12 stages place (p4src/README.md, Tofino status) */
+#define FIREFLY_V4_TABLE_SIZE 131072
+#define FIREFLY_V6_TABLE_SIZE 65536
 #define POLICY_TABLE_SIZE 4096
 #define TAG_COUNTER_SIZE 4096
 #else

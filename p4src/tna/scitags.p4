@@ -47,7 +47,7 @@ control ScitagsIngress(inout headers_t hdr,
             packetio.apply(hdr, meta, ig_tm_md);
         } else {
             if (!SCITAGS_PARSER_ERROR) {
-                fireflies.apply(hdr, meta);  /* the lookups: beside Classify */
+                fireflies.apply(hdr, meta);  /* the lookups: independent of Classify */
             }
             classify.apply(hdr, meta, ig_prsr_md, ig_dprsr_md);  /* counts (and drops) parser errors */
             if (!SCITAGS_PARSER_ERROR) {

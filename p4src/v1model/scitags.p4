@@ -36,7 +36,7 @@ control ScitagsIngress(inout headers_t hdr,
             packetio.apply(hdr, meta, standard_metadata);
         } else {
             if (!SCITAGS_PARSER_ERROR) {
-                fireflies.apply(hdr, meta, standard_metadata);  /* the lookups: beside Classify */
+                fireflies.apply(hdr, meta, standard_metadata);  /* the lookups: independent of Classify */
             }
             classify.apply(hdr, meta, standard_metadata);  /* counts (and drops) parser errors */
             if (!SCITAGS_PARSER_ERROR) {

@@ -32,8 +32,6 @@
 
     @name(".ScitagsIngress.unregistered_label") action unregistered_label() {
         meta.label_class = LABEL_UNREGISTERED;
-        meta.in_bucket = true;
-        meta.bucket = BUCKET_UNREGISTERED;
     }
 
     /* Per registered experiment/activity one entry on the label pattern (mask 0x3FEFC), per
@@ -47,22 +45,25 @@
         size = POLICY_TABLE_SIZE;
     }
 
+    /* Besides the option's tag, its difference to the label's (looked up a stage before):
+       classify_outcome needs only to compare it with 0. */
     @name(".ScitagsIngress.exthdr_count_tag") action exthdr_count_tag(tag_id_t tag_id) {
         meta.exthdr_hit = true;
         meta.exthdr_tag_id = tag_id;
+        meta.tag_id_diff = tag_id ^ meta.label_tag_id;
     }
 
     @name(".ScitagsIngress.exthdr_count_tag_and_mirror")
     action exthdr_count_tag_and_mirror(tag_id_t tag_id, mirror_session_t mirror_session) {
         meta.exthdr_hit = true;
         meta.exthdr_tag_id = tag_id;
+        meta.tag_id_diff = tag_id ^ meta.label_tag_id;
         meta.exthdr_mirror = true;
         meta.exthdr_mirror_session = mirror_session;
     }
 
     /* The same tags on the option's data: experiment << 8 | activity (mask 0xFFFFFF, or
-       0xFFFF00 for the whole experiment). Actions of its own, writing fields of their own, so
-       that on Tofino it is looked up in the same stage as the label. */
+       0xFFFF00 for the whole experiment). Actions of its own, writing fields of their own. */
     @name(".ScitagsIngress.exthdr_policy") table exthdr_policy {
         key = {
             meta.exthdr_tag : ternary @name("exthdr_tag");
@@ -89,77 +90,116 @@
         size = TRUST_TABLE_SIZE;
     }
 
+    /* The outcome of the three lookups, in one constant table rather than a chain of
+       conditions (on Tofino each dependent condition is a stage): what is counted in which
+       cell (counted, counted_tag), the bucket, and whose monitor copy is made. */
+    @name(".ScitagsIngress.outcome_bucket") action outcome_bucket(bucket_id_t bucket) {
+        meta.in_bucket = true;
+        meta.bucket = bucket;
+        meta.mirror = false;
+    }
+
+    @name(".ScitagsIngress.outcome_label") action outcome_label() {
+        meta.counted = COUNTED_LABEL;
+        meta.counted_tag = meta.label_tag_id;
+    }
+
+    /* A registered label from outside the trust scope: no tag; what it would have been goes to
+       untrusted_tag_counter (the unregistered bucket holds only trusted labels, the base of
+       the controller's background estimate). */
+    @name(".ScitagsIngress.outcome_untrusted") action outcome_untrusted(bucket_id_t bucket) {
+        meta.counted = COUNTED_UNTRUSTED;
+        meta.counted_tag = meta.label_tag_id;
+        meta.in_bucket = true;
+        meta.bucket = bucket;
+        meta.mirror = false;
+    }
+
+    /* The option is the tag, and decides the copy. */
+    @name(".ScitagsIngress.outcome_option") action outcome_option() {
+        meta.counted = COUNTED_OPTION;
+        meta.counted_tag = meta.exthdr_tag_id;
+        meta.mirror = meta.exthdr_mirror;
+        meta.mirror_session = meta.exthdr_mirror_session;
+    }
+
+    @name(".ScitagsIngress.outcome_option_mismatch") action outcome_option_mismatch() {
+        outcome_option();
+        meta.in_bucket = true;
+        meta.bucket = BUCKET_EXTHDR_MISMATCH;
+    }
+
+    /* Keys: whether the options were walked, where the option is, the label's lookups, the
+       option's lookup and (tag_id_diff) whether the two name the same tag. First match wins. */
+    @name(".ScitagsIngress.classify_outcome") table classify_outcome {
+        key = {
+            meta.exthdr_unparsed   : ternary @name("exthdr_unparsed");
+            meta.hopopts_tag_valid : ternary @name("hopopts_tag");
+            meta.dstopts_tag_valid : ternary @name("dstopts_tag");
+            meta.label_class       : ternary @name("label_class");
+            meta.label_untrusted   : ternary @name("label_untrusted");
+            meta.exthdr_hit        : ternary @name("exthdr_hit");
+            meta.tag_id_diff       : ternary @name("tag_id_diff");
+        }
+        actions = { outcome_bucket; outcome_label; outcome_untrusted; outcome_option;
+                    outcome_option_mismatch; }
+        const entries = {
+            /* options the walk could not follow: neither they nor the label are looked at */
+            (true, _, _, _, _, _, _) : outcome_bucket(BUCKET_EXTHDR_UNPARSED);
+            /* no option: the label */
+            (false, false, false, LABEL_NONE, _, _, _) : outcome_bucket(BUCKET_UNMARKED);
+            (false, false, false, LABEL_REGISTERED, false, _, _) : outcome_label();
+            (false, false, false, LABEL_UNREGISTERED, false, _, _) : outcome_bucket(BUCKET_UNREGISTERED);
+            (false, false, false, LABEL_REGISTERED, true, _, _) : outcome_untrusted(BUCKET_UNTRUSTED_LABEL);
+            (false, false, false, LABEL_UNREGISTERED, true, _, _) : outcome_bucket(BUCKET_UNTRUSTED_LABEL);
+            /* an option (either header): it is the tag; a trusted registered label naming
+               another tag is a mismatch */
+            (false, _, _, LABEL_REGISTERED, false, true, 0) : outcome_option();
+            (false, _, _, LABEL_REGISTERED, false, true, _) : outcome_option_mismatch();
+            (false, _, _, _, _, true, _) : outcome_option();
+            (false, _, _, LABEL_REGISTERED, true, false, _) : outcome_untrusted(BUCKET_EXTHDR_UNREGISTERED);
+            (false, _, _, _, _, false, _) : outcome_bucket(BUCKET_EXTHDR_UNREGISTERED);
+        }
+#ifdef __TARGET_TOFINO__
+        size = 16;  /* bf-p4c wants it; p4c-bm2-ss warns when a constant table has it */
+#endif
+    }
+
     apply {
-        /* The common case (a trusted label, no option) takes the fewest steps; the rest is
-           fixed up after the lookups, which do not depend on each other (on Tofino: one
-           stage). One call site per counter, at the end (a Tofino counter is addressed once
-           per packet; v1model reads the same). The top file applies this to every packet but
-           packet-outs. */
+        /* Three steps, each a stage on Tofino: the lookups on the packet's own fields (the
+           option's tag chosen beside them), the option's lookup (it needs the label's tag id),
+           the outcome; then the counters. One call site per counter (a Tofino counter is
+           addressed once per packet; v1model reads the same). The top file applies this to
+           every packet but packet-outs. */
         if (SCITAGS_PARSER_ERROR) {
             /* Truncated or malformed headers: counted, never forwarded half-understood. */
             meta.in_bucket = true;
             meta.bucket = BUCKET_PARSER_ERROR;
             SCITAGS_DROP;
         } else if (hdr.ipv6.isValid()) {
-            if (meta.exthdr_unparsed) {
-                meta.in_bucket = true;
-                meta.bucket = BUCKET_EXTHDR_UNPARSED;
-            } else {
-                if (meta.hopopts_tag_valid || meta.dstopts_tag_valid) {
-                    /* The option is the tag; the label, looked up beside it, only tells
-                       whether the two disagree. With both headers tagged the later counts. */
-                    meta.exthdr_tag_valid = true;
-                    if (meta.dstopts_tag_valid) {
-                        meta.exthdr_tag = meta.dstopts_tag;
-                    } else {
-                        meta.exthdr_tag = meta.hopopts_tag;
-                    }
-                    exthdr_policy.apply();
+            if (!meta.exthdr_unparsed) {
+                /* With both headers tagged the later one (Destination Options) counts. */
+                if (meta.dstopts_tag_valid) {
+                    meta.exthdr_tag = meta.dstopts_tag;
+                } else {
+                    meta.exthdr_tag = meta.hopopts_tag;
                 }
                 if (hdr.ipv6.flow_label != 0) {
                     label_trust.apply();
                     scitag_policy.apply();
-                    if (meta.label_untrusted) {
-                        /* Outside the trust scope a label is no tag, registered or not (what it
-                           would have been goes to untrusted_tag_counter): the unregistered
-                           bucket holds only trusted labels, the base of the controller's
-                           background estimate. */
-                        if (meta.label_class == LABEL_REGISTERED) {
-                            meta.label_hit = true;
-                        }
-                        meta.label_class = LABEL_UNTRUSTED;
-                        meta.mirror = false;
-                        meta.in_bucket = true;
-                        meta.bucket = BUCKET_UNTRUSTED_LABEL;
-                    }
-                } else if (!meta.exthdr_tag_valid) {
-                    meta.in_bucket = true;
-                    meta.bucket = BUCKET_UNMARKED;
                 }
-                if (meta.exthdr_tag_valid) {
-                    /* the option decides the copy; its bucket replaces the label's */
-                    meta.mirror = meta.exthdr_mirror;
-                    meta.mirror_session = meta.exthdr_mirror_session;
-                    meta.in_bucket = true;
-                    meta.bucket = BUCKET_EXTHDR_UNREGISTERED;
-                    if (meta.exthdr_hit) {
-                        /* (comparisons as conditions, not values: Tofino's actions have none) */
-                        meta.in_bucket = false;
-                        if (meta.label_class == LABEL_REGISTERED
-                                && meta.label_tag_id != meta.exthdr_tag_id) {
-                            meta.in_bucket = true;
-                            meta.bucket = BUCKET_EXTHDR_MISMATCH;
-                        }
-                    }
+                if (meta.hopopts_tag_valid || meta.dstopts_tag_valid) {
+                    exthdr_policy.apply();
                 }
             }
+            classify_outcome.apply();
         }
-        if (meta.label_class == LABEL_REGISTERED && !meta.exthdr_tag_valid) {
-            tag_counter.count((bit<32>)meta.label_tag_id);
-        } else if (meta.exthdr_hit) {
-            exthdr_tag_counter.count((bit<32>)meta.exthdr_tag_id);
-        } else if (meta.label_class == LABEL_UNTRUSTED && meta.label_hit) {
-            untrusted_tag_counter.count((bit<32>)meta.label_tag_id);
+        if (meta.counted == COUNTED_LABEL) {
+            tag_counter.count((bit<32>)meta.counted_tag);
+        } else if (meta.counted == COUNTED_OPTION) {
+            exthdr_tag_counter.count((bit<32>)meta.counted_tag);
+        } else if (meta.counted == COUNTED_UNTRUSTED) {
+            untrusted_tag_counter.count((bit<32>)meta.counted_tag);
         }
         if (meta.in_bucket) {
             bucket_counter.count((bit<32>)meta.bucket);

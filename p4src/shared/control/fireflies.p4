@@ -1,7 +1,7 @@
 /* Firefly-declared flows, the body of control Fireflies on every target: the 5-tuple entries
- * the controller writes from fireflies, counted per entry. Applied before Classify (on
- * Tofino the lookups then share stages with it); FireflyCheck (firefly_check.p4) compares
- * a hit with the packet's tag afterwards. Included by <target>/include/control/fireflies.p4. */
+ * the controller writes from fireflies, counted per entry. Independent of Classify (on Tofino
+ * the lookups share its stages); FireflyCheck (firefly_check.p4) compares a hit with the
+ * packet's tag afterwards. Included by <target>/include/control/fireflies.p4. */
     @name(".ScitagsIngress.firefly_v4_counter")
     SCITAGS_DIRECT_COUNTER(firefly_v4_counter);
     @name(".ScitagsIngress.firefly_v6_counter")

@@ -1,9 +1,9 @@
 /* Forwarding (v1model), by the placement mode of the ingress port (port_mode; no entry: static):
  *  - static: unicast by destination MAC (l2_forward), else flood; never back out of the ingress
  *    port (unicast hairpins dropped here, flood copies pruned in egress);
- *  - learn: the same, and a source MAC not yet learned on this port (learned_src miss) is copied
- *    to the CPU (packet-in reason 2) unless the packet already gets a copy (a firefly or a
- *    monitor copy: Mirroring, applied later, overrides this clone);
+ *  - learn: the same, and a source MAC not yet learned on this port (learned_src miss) is marked
+ *    for Mirroring, which copies it to the CPU (packet-in reason 2) unless the packet already
+ *    gets a copy (a firefly or a monitor copy);
  *  - wire: out of the partner port, untouched, whatever the addresses; wire_down (the partner's
  *    link is down) drops and counts in wire_down_counter[ingress port], never floods;
  *  - tap: copies from a tap or mirror port: counted (Classify, Fireflies), fireflies punted and
@@ -76,12 +76,10 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta,
         size = PORT_MODE_TABLE_SIZE;
     }
 
-    bool learn_miss = false;
-
     @name(".ScitagsIngress.source_known") action source_known() { }
 
     @name(".ScitagsIngress.learn_source") action learn_source() {
-        learn_miss = true;
+        meta.learn_miss = true;  /* Mirroring punts it (unless the packet gets another copy) */
     }
 
     /* Learned (source MAC, port) pairs, aged by idle timeout; a miss is punted. */
@@ -97,47 +95,33 @@ control Forwarding(inout headers_t hdr, inout local_metadata_t meta,
     }
 
     apply {
-        port_mode.apply();  /* no entry: PORT_MODE_STATIC, DIRECTION_NONE (0, as the parser left them) */
-        if (meta.direction != DIRECTION_NONE) {
-            /* the packet's tag as Classify counted it: the option's, else a trusted label's */
-            bool tagged = false;
-            tag_id_t tag = 0;
-            if (meta.exthdr_tag_valid) {
-                tagged = meta.exthdr_hit;
-                tag = meta.exthdr_tag_id;
-            } else if (meta.label_class == LABEL_REGISTERED) {
-                tagged = true;
-                tag = meta.label_tag_id;
-            }
-            if (tagged) {
-                /* cell = tag * 2 + 0 (to the WAN, direction 1) or 1 (from the WAN, direction 2):
-                   the tag and the direction's high bit side by side (a Tofino counter index is a
-                   field, not an expression) */
-                bit<17> cell = tag ++ meta.direction[1:1];
-                direction_tag_counter.count((bit<32>)cell);
-            }
-        }
-        if (meta.port_mode == PORT_MODE_WIRE) {
-            /* egress port set by wire_to */
-        } else if (meta.port_mode == PORT_MODE_WIRE_DOWN) {
-            wire_down_counter.count((bit<32>)standard_metadata.ingress_port);
-            drop();
-        } else if (meta.port_mode == PORT_MODE_TAP) {
-            drop();
-        } else if (hdr.ethernet.isValid()) {
-            l2_forward.apply();
-            if (standard_metadata.mcast_grp == 0
-                    && standard_metadata.egress_spec == standard_metadata.ingress_port) {
+        /* Dispatch on the port's action, not on a mode field (on Tofino: no stage for it).
+           No entry: static forwarding, DIRECTION_NONE (0, as the parser left them). */
+        switch (port_mode.apply().action_run) {
+            wire_to: { }  /* out of the partner port, set by wire_to */
+            wire_down: {
+                wire_down_counter.count((bit<32>)standard_metadata.ingress_port);
                 drop();
             }
-            if (meta.port_mode == PORT_MODE_LEARN && hdr.ethernet.src_addr[40:40] == 0) {
-                learned_src.apply();
-                if (learn_miss && !meta.mirror) {
-                    meta.punt_ingress_port = standard_metadata.ingress_port;
-                    meta.punt_reason = PUNT_REASON_LEARN;
-                    clone_preserving_field_list(CloneType.I2E, CPU_CLONE_SESSION_ID, FL_PUNT);
+            tap_port: { drop(); }
+            default: {  /* static, learn */
+                l2_forward.apply();
+                if (standard_metadata.mcast_grp == 0
+                        && standard_metadata.egress_spec == standard_metadata.ingress_port) {
+                    drop();
+                }
+                if (meta.port_mode == PORT_MODE_LEARN && hdr.ethernet.src_addr[40:40] == 0) {
+                    learned_src.apply();
                 }
             }
+        }
+        if (meta.direction != DIRECTION_NONE
+                && (meta.counted == COUNTED_LABEL || meta.counted == COUNTED_OPTION)) {
+            /* the tag Classify counted: cell = tag * 2 + 0 (to the WAN, direction 1) or 1
+               (from the WAN, direction 2), the tag and the direction's high bit side by side
+               (a Tofino counter index is a field, not an expression) */
+            bit<17> cell = meta.counted_tag ++ meta.direction[1:1];
+            direction_tag_counter.count((bit<32>)cell);
         }
     }
 }
