@@ -8,12 +8,14 @@ fireflies over UDP from the flow's own source address.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import urllib.request
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -125,6 +127,34 @@ def start_controller(tmp: Path, topo_text: str, name: str = "ctl", extensions=()
     rt = build(cfg, extensions=extensions)
     rt.start()
     return rt
+
+
+@contextlib.contextmanager
+def one_switch_lab(kind: str, tmp: Path) -> Iterator[tuple[SwitchProc, Callable[..., Runtime]]]:
+    """One switch of `kind` with h1, h2 and mon1 on ports 1, 2, 3; yields (switch,
+    start(wait=True, **start_controller kwargs) -> Runtime). Every controller started is
+    stopped, then the switch."""
+    sw = SwitchProc(kind, 1, [1, 2, 3], tmp).start()
+    topo = topology_yaml({"s1": sw}, {"h1": H1, "h2": H2, "mon1": MON},
+                         [{"node1": "h1", "node2": "s1", "port2": 1},
+                          {"node1": "h2", "node2": "s1", "port2": 2},
+                          {"node1": "mon1", "node2": "s1", "port2": 3}])
+    runtimes: list[Runtime] = []
+
+    def start(wait: bool = True, **kw) -> Runtime:
+        rt = start_controller(tmp, topo, **kw)
+        runtimes.append(rt)
+        if wait:
+            assert rt.controller.wait_ready(30), rt.controller.status()
+        return rt
+
+    try:
+        yield sw, start
+    finally:
+        for rt in runtimes:
+            with contextlib.suppress(Exception):
+                rt.stop()
+        sw.stop()
 
 
 def api(rt: Runtime, path: str, method: str = "GET") -> dict | str:

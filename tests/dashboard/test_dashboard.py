@@ -17,8 +17,8 @@ from labnet.waiting import wait_until
 from scitags_core import flowlabel
 from tests.api_auth.client import call
 from tests.conftest import IS_ROOT
-from tests.controller.harness import (CMS, H1, H2, HAVE_SOFT_CLI, MON, PERFSONAR, SwitchProc,
-                                      send_all, start_controller, start_flow, topology_yaml, v4, v6)
+from tests.controller.harness import (CMS, HAVE_SOFT_CLI, PERFSONAR, one_switch_lab, send_all,
+                                      start_flow, v4, v6)
 from tests.dashboard import browser
 
 ATLAS, PRODUCTION_INPUT = 2, 15
@@ -32,30 +32,19 @@ pytestmark = [pytest.mark.timeout(240),
 
 @pytest.fixture
 def lab(tmp_path):
-    sw = SwitchProc("soft", 1, [1, 2, 3], tmp_path).start()
-    topo = topology_yaml({"s1": sw}, {"h1": H1, "h2": H2, "mon1": MON},
-                         [{"node1": "h1", "node2": "s1", "port2": 1},
-                          {"node1": "h2", "node2": "s1", "port2": 2},
-                          {"node1": "mon1", "node2": "s1", "port2": 3}])
-    runtimes, drivers = [], []
-
-    def controller(**overrides):
-        rt = start_controller(tmp_path, topo, **overrides)
-        runtimes.append(rt)
-        assert rt.controller.wait_ready(30), rt.controller.status()
-        return rt
+    drivers = []
 
     def chromium():
         d = browser.chromium()
         drivers.append(d)
         return d
 
-    yield sw, controller, chromium
-    for d in drivers:
-        d.quit()
-    for rt in runtimes:
-        rt.stop()
-    sw.stop()
+    with one_switch_lab("soft", tmp_path) as (sw, controller):
+        try:
+            yield sw, controller, chromium
+        finally:
+            for d in drivers:
+                d.quit()
 
 
 def keep_screenshot(driver, tmp_path: Path, name: str) -> Path:

@@ -2,7 +2,6 @@
 (softswitch) with a controller whose history runs on that clock."""
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 
 from controller.history import HistoryExtension
-from tests.controller.harness import H1, H2, MON, SwitchProc, start_controller, target_params, topology_yaml
+from tests.controller.harness import one_switch_lab, target_params
 
 
 class Clock:
@@ -44,22 +43,8 @@ SOFT = [p for p in target_params() if p.id == "soft"]
 def lab(request, tmp_path, clock):
     """(switch, start(history=section, history_clock=None, **kw) -> Runtime with history on
     `clock`, or on history_clock)."""
-    sw = SwitchProc(request.param, 1, [1, 2, 3], tmp_path).start()
-    topo = topology_yaml({"s1": sw}, {"h1": H1, "h2": H2, "mon1": MON},
-                         [{"node1": "h1", "node2": "s1", "port2": 1},
-                          {"node1": "h2", "node2": "s1", "port2": 2},
-                          {"node1": "mon1", "node2": "s1", "port2": 3}])
-    runtimes = []
-
-    def start(history: dict | None = None, history_clock=None, **kw):
-        rt = start_controller(tmp_path, topo, extensions=[HistoryExtension(history_clock or clock)],
-                              sections={"history": history or {}}, **kw)
-        runtimes.append(rt)
-        assert rt.controller.wait_ready(30), rt.controller.status()
-        return rt
-
-    yield sw, start
-    for rt in runtimes:
-        with contextlib.suppress(Exception):
-            rt.stop()
-    sw.stop()
+    with one_switch_lab(request.param, tmp_path) as (sw, start_plain):
+        def start(history: dict | None = None, history_clock=None, **kw):
+            return start_plain(extensions=[HistoryExtension(history_clock or clock)],
+                                    sections={"history": history or {}}, **kw)
+        yield sw, start

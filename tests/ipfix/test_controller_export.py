@@ -5,8 +5,6 @@ nfcapd: nfacctd's JSON and `nfdump -r` have the flow with exactly the bytes and 
 switch counted, and the tag aggregate."""
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 from controller.ipfix.feature import IpfixExtension
@@ -14,8 +12,8 @@ from labnet.waiting import wait_until
 from scitags_core import flowlabel
 from tests.conftest import IS_ROOT
 from tests.controller.harness import (
-    CMS, H1, H2, HAVE_SOFT_CLI, MON, PERFSONAR, SwitchProc, api, counters, flow_on_switch,
-    observer, row, send_all, send_firefly, start_controller, start_flow, topology_yaml, v4, v6)
+    CMS, H1, H2, HAVE_SOFT_CLI, PERFSONAR, api, counters, flow_on_switch, observer, one_switch_lab,
+    row, send_all, send_firefly, start_flow, v4, v6)
 from tests.ipfix.collectors import (
     HAVE_NFACCTD, HAVE_NFDUMP, MISSING_NFACCTD, MISSING_NFDUMP, Nfacctd, Nfcapd)
 
@@ -29,30 +27,18 @@ pytestmark = [
 
 @pytest.fixture
 def lab(tmp_path):
-    sw = SwitchProc("soft", 1, [1, 2, 3], tmp_path).start()
-    topo = topology_yaml({"s1": sw}, {"h1": H1, "h2": H2, "mon1": MON},
-                         [{"node1": "h1", "node2": "s1", "port2": 1},
-                          {"node1": "h2", "node2": "s1", "port2": 2},
-                          {"node1": "mon1", "node2": "s1", "port2": 3}])
     nfacctd = Nfacctd(tmp_path / "pmacct").start()
     nfcapd = Nfcapd(tmp_path / "nfdump").start() if HAVE_NFDUMP else None
-    runtimes = []
-
-    def start(**section):  # the same export to both collectors (--ipfix is repeatable)
-        section.setdefault("collectors", [f"127.0.0.1:{c.port}" for c in (nfacctd, nfcapd) if c])
-        rt = start_controller(tmp_path, topo, extensions=[IpfixExtension()], sections={"ipfix": section})
-        runtimes.append(rt)
-        assert rt.controller.wait_ready(30), rt.controller.status()
-        return rt
-
-    yield sw, nfacctd, nfcapd, start
-    for rt in runtimes:
-        with contextlib.suppress(Exception):
-            rt.stop()
-    nfacctd.stop()
-    if nfcapd:
-        nfcapd.stop()
-    sw.stop()
+    try:
+        with one_switch_lab("soft", tmp_path) as (sw, start_plain):
+            def start(**section):  # the same export to both collectors (--ipfix is repeatable)
+                section.setdefault("collectors", [f"127.0.0.1:{c.port}" for c in (nfacctd, nfcapd) if c])
+                return start_plain(extensions=[IpfixExtension()], sections={"ipfix": section})
+            yield sw, nfacctd, nfcapd, start
+    finally:
+        nfacctd.stop()
+        if nfcapd:
+            nfcapd.stop()
 
 
 def test_firefly_flow_and_tag_aggregate_reach_nfacctd(lab):
