@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.figures import write_figures  # noqa: E402
 
 TARGET_RATE = 20_000  # fireflies/s the issue asks for
 TARGET_RATIO = 5.0  # times the reference
@@ -344,14 +345,6 @@ def _has_orjson() -> bool:
     return True
 
 
-def write_results(path: str, results: dict[str, Any]) -> None:
-    """The figures as JSON at `path` (run_all.py gathers them)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -439,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target {TARGET_RATE:,}/s with zero loss and {TARGET_RATIO}x the reference: "
           f"{'met' if results['meets_target'] and results['meets_ratio'] else 'NOT met'}"
           f"   ({results['wall_seconds']} s)")
-    write_results(args.out, results)
+    write_figures(args.out, results)
     return 0
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import write_figures  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -249,10 +250,7 @@ def main() -> int:
         "counters_since_7d_under_200ms": a["counters_since_7d_ms"] < 200,
         "history_30d_under_200ms": a["history_30d_1h_ms"] < 200,
         "scrape_under_100ms": sc["scrape_ms"] < 100}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_figures(args.out, results)
     return 0
 
 

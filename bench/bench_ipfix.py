@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import write_figures  # noqa: E402
 from controller.accounting import Accounting  # noqa: E402
 from controller.drivers.base import CounterSnapshot, Counts, FlowKey  # noqa: E402
 from controller.events import FlowEvent  # noqa: E402
@@ -205,10 +205,7 @@ def main() -> int:
         print(f"  => {results['export_rate']['lossless_records_per_s']} records/s with zero loss", flush=True)
         print(f"IPFIX export cost on a counter poll with {args.flows:,} live flows:", flush=True)
         results["poll_cost"] = bench_poll(Path(tmp), args.flows, args.rounds)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"figures written to {out}")
+    write_figures(args.out, results)
     return 0
 
 

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.figures import write_figures  # noqa: E402
 
 SRC, DST = "2001:db8:99::1", "2001:db8:99::2"
 SINK_SRC, SINK_DST = "2001:db8:98::1", "2001:db8:98::2"  # the veth whose peer is down
@@ -212,10 +213,7 @@ def main() -> int:
     fq = flat["vs_map_1_flow_pct_quartiles"]
     print(f"  CPU per packet, 10,000 flows vs 1 (map): {flat['vs_map_1_flow_pct']:+.1f}% (quartiles "
           f"{fq[0]:+.1f}..{fq[1]:+.1f}%); 100 flows vs 1 (rules): {linear['vs_rules_1_flow_pct']:+.1f}%")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written {out}")
+    write_figures(args.out, figures)
     return 0
 
 

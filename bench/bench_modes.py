@@ -14,7 +14,6 @@ Needs root (veths).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from bench.figures import write_figures  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 from scapy.layers.inet import UDP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
@@ -159,9 +159,7 @@ def main() -> int:
             figures[f"{kind}_wire_vs_static"] = round(best["wire"] / best["static"], 3)
             print(f"{kind}: wire forwards at {best['wire'] / best['static']:.0%} of static's rate "
                   f"(best of two runs each)")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.out, figures)
     return 0
 
 

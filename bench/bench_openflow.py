@@ -17,7 +17,6 @@ lab cannot be set up.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import write_figures  # noqa: E402
 from controller.drivers import openflow_pipeline as pl  # noqa: E402
 from controller.drivers.base import FireflyPacket, FlowKey, FlowRule  # noqa: E402
 from controller.drivers.openflow import OpenFlowDriver  # noqa: E402
@@ -146,10 +146,7 @@ def main() -> int:
     print(f"firefly -> flow installed ({latency['samples']} fireflies, one at a time):")
     print(f"  p50 {latency['p50_ms']:.3f} ms   p99 {latency['p99_ms']:.3f} ms   "
           f"max {latency['max_ms']:.3f} ms")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {out}")
+    write_figures(args.out, figures)
     return 0
 
 

@@ -15,7 +15,6 @@ A closed loop keeps at most a window of frames in flight; the rate is frames rec
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import write_figures  # noqa: E402
 from scapy.layers.inet import TCP  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
@@ -167,9 +167,7 @@ def main() -> int:
                 if by.get(case):
                     figures[f"{kind}_{case}_vs_scitags"] = round(by[case] / by["scitags"], 3)
                     print(f"{kind}: {what}: {by[case] / by['scitags']:.0%} of the label-marked rate")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.out, figures)
     return 0
 
 

@@ -28,6 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from bench.figures import write_figures  # noqa: E402
 from p4.v1 import p4runtime_pb2 as p4r  # noqa: E402
 from p4.v1 import p4runtime_pb2_grpc  # noqa: E402
 
@@ -220,9 +221,7 @@ def main() -> int:
         "softswitch_write_path_in_process": profile_handler(int(20000 * args.scale), 12),
     }
     results["seconds"] = round(time.monotonic() - t0, 1)
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_figures(args.out, results, say=False)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

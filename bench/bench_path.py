@@ -12,7 +12,6 @@ Needs root, iperf3, nft and the compiled P4 program.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.figures import write_figures  # noqa: E402
 
 
 def through_switch(switch: str, seconds: float) -> dict[str, Any]:
@@ -101,10 +101,7 @@ def main() -> int:
         else:
             print(f"  {res['mbit_s']:.2f} Mbit/s, {res['packets_per_s']:.0f} packets/s counted as cms/Cache")
         figures["through_switch"].append(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written {out}")
+    write_figures(args.out, figures)
     return 0
 
 

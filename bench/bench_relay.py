@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_firefly import _pin, random_addresses, write_results  # noqa: E402
+from bench_firefly import _pin, random_addresses  # noqa: E402
+from bench.figures import write_figures  # noqa: E402
 
 LATENCY_BLOCKS = 2  # alternating relay off / on blocks
 LADDER = [2_000, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000]
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"relayed with zero loss: {throughput['max_zero_loss_rate_per_s']:,}/s; flat out "
           f"{throughput['flat_out']['relayed_per_s'] or 0:,}/s")
-    write_results(args.out, results)
+    write_figures(args.out, results)
     return 0
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "softswitch"))
 
+from bench.figures import write_figures  # noqa: E402
 from scapy.layers.inet import UDP  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
@@ -301,10 +302,7 @@ def main() -> int:
                 result[key][str(size)] = r
             continue
         print(f"{label} over veths: skipped ({result[key]['skipped']})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}")
+    write_figures(args.out, result)
     return 0
 
 
